@@ -1,0 +1,144 @@
+// Package mesh is the immutable model of the whole mesh that one translation
+// reads: the services and workloads the registry knows, and the routing
+// policy the store holds. A Snapshot is built once per change and never
+// modified afterwards, so translations may read it from many goroutines.
+package mesh
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// DefaultDomainSuffix is the suffix of every mesh service's fully qualified
+// name, as in Kubernetes: reviews.default.svc.cluster.local.
+const DefaultDomainSuffix = "svc.cluster.local"
+
+// Workload is one registered instance of a service: a weft-proxy and the app
+// behind it.
+type Workload struct {
+	// ID is the proxy's xDS node ID; unique in the mesh.
+	ID        string            `json:"id"`
+	Service   string            `json:"service"`
+	Namespace string            `json:"namespace"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	// ServicePort is the port clients use for the service (the "80" in reviews:80).
+	ServicePort uint32 `json:"servicePort"`
+	// InboundAddr is the proxy's inbound listener, host:port; it is the
+	// endpoint other proxies send the service's traffic to.
+	InboundAddr  string `json:"inboundAddr"`
+	OutboundAddr string `json:"outboundAddr,omitempty"`
+	AppAddr      string `json:"appAddr"`
+	AdminAddr    string `json:"adminAddr,omitempty"`
+}
+
+// Service is a mesh service: the set of workloads with the same name and
+// namespace.
+type Service struct {
+	Name      string
+	Namespace string
+	// Hostname is the fully qualified name, e.g. reviews.default.svc.cluster.local.
+	Hostname string
+	Port     uint32
+	// Workloads are the service's instances, sorted by ID.
+	Workloads []*Workload
+}
+
+// VirtualService is a stored VirtualService with its identity.
+type VirtualService struct {
+	Name, Namespace string
+	Spec            *networking.VirtualService
+}
+
+// DestinationRule is a stored DestinationRule with its identity.
+type DestinationRule struct {
+	Name, Namespace string
+	Spec            *networking.DestinationRule
+}
+
+// Snapshot is the whole mesh at one moment. Build one with NewSnapshot.
+type Snapshot struct {
+	// Version changes whenever anything in the snapshot changes.
+	Version          string
+	DomainSuffix     string
+	Services         []*Service // sorted by Hostname
+	VirtualServices  []*VirtualService
+	DestinationRules []*DestinationRule
+
+	byHost map[string]*Service
+}
+
+// NewSnapshot groups workloads into services and indexes the result. It takes
+// ownership of its arguments.
+func NewSnapshot(version, domainSuffix string, workloads []*Workload, vss []*VirtualService, drs []*DestinationRule) *Snapshot {
+	if domainSuffix == "" {
+		domainSuffix = DefaultDomainSuffix
+	}
+	s := &Snapshot{
+		Version:          version,
+		DomainSuffix:     domainSuffix,
+		VirtualServices:  vss,
+		DestinationRules: drs,
+		byHost:           map[string]*Service{},
+	}
+	sort.Slice(workloads, func(i, j int) bool { return workloads[i].ID < workloads[j].ID })
+	for _, w := range workloads {
+		host := s.FQDN(w.Service, w.Namespace)
+		svc := s.byHost[host]
+		if svc == nil {
+			svc = &Service{Name: w.Service, Namespace: w.Namespace, Hostname: host, Port: w.ServicePort}
+			s.byHost[host] = svc
+			s.Services = append(s.Services, svc)
+		}
+		svc.Workloads = append(svc.Workloads, w)
+	}
+	sort.Slice(s.Services, func(i, j int) bool { return s.Services[i].Hostname < s.Services[j].Hostname })
+	sortByNamespaceName(s.VirtualServices, func(v *VirtualService) (string, string) { return v.Namespace, v.Name })
+	sortByNamespaceName(s.DestinationRules, func(d *DestinationRule) (string, string) { return d.Namespace, d.Name })
+	return s
+}
+
+func sortByNamespaceName[T any](items []T, key func(T) (string, string)) {
+	sort.Slice(items, func(i, j int) bool {
+		ni, mi := key(items[i])
+		nj, mj := key(items[j])
+		if ni != nj {
+			return ni < nj
+		}
+		return mi < mj
+	})
+}
+
+// FQDN is the fully qualified hostname of service name in namespace.
+func (s *Snapshot) FQDN(name, namespace string) string {
+	return fmt.Sprintf("%s.%s.%s", name, namespace, s.DomainSuffix)
+}
+
+// ResolveHost turns a host as written in a resource of namespace ns into a
+// fully qualified name, the way Istio does: a short name ("reviews") is taken
+// relative to ns, "reviews.prod" is taken as name.namespace, and anything
+// that already ends in the domain suffix or is not a mesh name is kept.
+func (s *Snapshot) ResolveHost(host, ns string) string {
+	host = strings.ToLower(host)
+	if strings.HasSuffix(host, "."+s.DomainSuffix) || strings.Contains(host, "*") {
+		return host
+	}
+	switch parts := strings.Split(host, "."); len(parts) {
+	case 1:
+		return s.FQDN(parts[0], ns)
+	case 2:
+		return s.FQDN(parts[0], parts[1])
+	case 3:
+		if parts[2] == "svc" {
+			return s.FQDN(parts[0], parts[1])
+		}
+	}
+	return host
+}
+
+// Service returns the service with the fully qualified hostname, or nil.
+func (s *Snapshot) Service(hostname string) *Service {
+	return s.byHost[hostname]
+}

@@ -1,0 +1,336 @@
+// Package xds serves the mesh to proxies over ADS: it registers each proxy's
+// workload when its stream opens, translates the mesh model for every
+// connected proxy, pushes consistent snapshots through go-control-plane, and
+// tracks what each proxy ACKed or NACKed.
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/weft-mesh/weft/internal/mesh"
+	"github.com/weft-mesh/weft/internal/translate"
+)
+
+// Registrar records a connected proxy's workload in the registry. Register
+// is called once per stream, from the stream's goroutine; release is called
+// when the stream ends, after which the registration may linger for the
+// registry's grace period.
+type Registrar interface {
+	Register(ctx context.Context, w *mesh.Workload) (release func(), err error)
+}
+
+// Options configures a Server.
+type Options struct {
+	Logger    *slog.Logger
+	Registrar Registrar
+}
+
+// Server is the ADS server. Create it with New, feed it mesh snapshots with
+// Update, and serve gRPC with Serve.
+type Server struct {
+	log       *slog.Logger
+	registrar Registrar
+	cache     cachev3.SnapshotCache
+	grpc      *grpc.Server
+
+	// pushMu serialises snapshot pushes so a proxy never gets an older
+	// mesh after a newer one. Never take mu while holding it... except
+	// briefly to read; never call into the cache while holding mu.
+	pushMu sync.Mutex
+
+	mu      sync.Mutex
+	mesh    *mesh.Snapshot
+	streams map[int64]*proxyState // by stream ID, once the node is known
+	proxies map[string]*proxyState
+}
+
+// proxyState is one connected proxy. Fields below mu in Server are guarded
+// by Server.mu.
+type proxyState struct {
+	workload    *mesh.Workload
+	streamID    int64
+	connectedAt time.Time
+	release     func()
+	// sentByNonce remembers which version each response carried, so an ACK
+	// or NACK can be tied to it.
+	sentByNonce map[string]string
+	types       map[string]*TypeStatus
+	meshVersion string
+}
+
+// TypeStatus is what one proxy has of one xDS type.
+type TypeStatus struct {
+	Sent        string `json:"sent"`
+	Acked       string `json:"acked"`
+	NackVersion string `json:"nackVersion,omitempty"`
+	NackMessage string `json:"nackMessage,omitempty"`
+}
+
+// ProxyStatus describes one connected proxy for `weft proxy-status`.
+type ProxyStatus struct {
+	ID          string                 `json:"id"`
+	Service     string                 `json:"service"`
+	Namespace   string                 `json:"namespace"`
+	Labels      map[string]string      `json:"labels,omitempty"`
+	Address     string                 `json:"address"`
+	ConnectedAt time.Time              `json:"connectedAt"`
+	XDS         map[string]*TypeStatus `json:"xds"`
+}
+
+// TypeNames are the short names status uses for xDS type URLs, in push order.
+var TypeNames = []struct{ URL, Short string }{
+	{resource.ClusterType, "CDS"},
+	{resource.EndpointType, "EDS"},
+	{resource.ListenerType, "LDS"},
+	{resource.RouteType, "RDS"},
+}
+
+func shortType(url string) string {
+	for _, t := range TypeNames {
+		if t.URL == url {
+			return t.Short
+		}
+	}
+	return url
+}
+
+// New returns a Server. ctx bounds the lifetime of the go-control-plane
+// server's background work.
+func New(ctx context.Context, opts Options) *Server {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{
+		log:       logger,
+		registrar: opts.Registrar,
+		cache:     cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil),
+		streams:   map[int64]*proxyState{},
+		proxies:   map[string]*proxyState{},
+	}
+	xdsServer := serverv3.NewServer(ctx, s.cache, serverv3.CallbackFuncs{
+		StreamRequestFunc:  s.onStreamRequest,
+		StreamResponseFunc: s.onStreamResponse,
+		StreamClosedFunc:   s.onStreamClosed,
+	}, sotw.WithOrderedADS())
+	s.grpc = grpc.NewServer(
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(s.grpc, xdsServer)
+	return s
+}
+
+// Serve serves ADS on lis until Stop.
+func (s *Server) Serve(lis net.Listener) error {
+	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("serve xds: %w", err)
+	}
+	return nil
+}
+
+// Stop closes every stream and the listener.
+func (s *Server) Stop() { s.grpc.Stop() }
+
+// Update publishes a new mesh snapshot to every connected proxy.
+func (s *Server) Update(snap *mesh.Snapshot) {
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	s.mu.Lock()
+	s.mesh = snap
+	proxies := make([]*proxyState, 0, len(s.proxies))
+	for _, p := range s.proxies {
+		proxies = append(proxies, p)
+	}
+	s.mu.Unlock()
+	for _, p := range proxies {
+		s.push(snap, p)
+	}
+}
+
+// push translates snap for p and hands it to the cache. Callers hold pushMu.
+func (s *Server) push(snap *mesh.Snapshot, p *proxyState) {
+	if snap == nil {
+		return
+	}
+	res, err := translate.Translate(snap, p.workload)
+	if err != nil {
+		s.log.Error("translate failed; proxy keeps its previous config", "proxy", p.workload.ID, "version", snap.Version, "err", err)
+		return
+	}
+	cs, err := cachev3.NewSnapshot(snap.Version, map[resource.Type][]types.Resource{
+		resource.ClusterType:  res.Clusters,
+		resource.EndpointType: res.Endpoints,
+		resource.ListenerType: res.Listeners,
+		resource.RouteType:    res.Routes,
+	})
+	if err == nil {
+		err = cs.Consistent()
+	}
+	if err != nil {
+		s.log.Error("inconsistent snapshot not pushed", "proxy", p.workload.ID, "version", snap.Version, "err", err)
+		return
+	}
+	if err := s.cache.SetSnapshot(context.Background(), p.workload.ID, cs); err != nil {
+		s.log.Error("set snapshot", "proxy", p.workload.ID, "err", err)
+		return
+	}
+	s.mu.Lock()
+	p.meshVersion = snap.Version
+	s.mu.Unlock()
+}
+
+func (s *Server) onStreamRequest(streamID int64, req *discoverygrpc.DiscoveryRequest) error {
+	s.mu.Lock()
+	p := s.streams[streamID]
+	s.mu.Unlock()
+	if p == nil {
+		var err error
+		if p, err = s.connect(streamID, req.GetNode()); err != nil {
+			return err
+		}
+	}
+	if req.GetResponseNonce() == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := p.status(req.GetTypeUrl())
+	if detail := req.GetErrorDetail(); detail != nil {
+		ts.NackVersion = p.sentByNonce[req.GetResponseNonce()]
+		ts.NackMessage = detail.GetMessage()
+		s.log.Warn("proxy rejected config", "proxy", p.workload.ID, "type", shortType(req.GetTypeUrl()), "version", ts.NackVersion, "reason", detail.GetMessage())
+	} else {
+		ts.Acked = req.GetVersionInfo()
+	}
+	delete(p.sentByNonce, req.GetResponseNonce())
+	return nil
+}
+
+// connect registers the proxy behind a new stream and gives it its first
+// snapshot, before go-control-plane opens the stream's first watch.
+func (s *Server) connect(streamID int64, node *corev3.Node) (*proxyState, error) {
+	w, err := WorkloadFromNode(node)
+	if err != nil {
+		s.log.Warn("rejected proxy", "node", node.GetId(), "err", err)
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	release := func() {}
+	if s.registrar != nil {
+		if release, err = s.registrar.Register(ctx, w); err != nil {
+			s.log.Error("register workload", "proxy", w.ID, "err", err)
+			return nil, status.Error(codes.Unavailable, "register workload: "+err.Error())
+		}
+	}
+	p := &proxyState{
+		workload:    w,
+		streamID:    streamID,
+		connectedAt: time.Now(),
+		release:     release,
+		sentByNonce: map[string]string{},
+		types:       map[string]*TypeStatus{},
+	}
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	s.mu.Lock()
+	if old := s.proxies[w.ID]; old != nil && old.streamID != streamID {
+		// The same proxy reconnected before its old stream was reaped.
+		delete(s.streams, old.streamID)
+		defer old.release()
+	}
+	s.streams[streamID] = p
+	s.proxies[w.ID] = p
+	snap := s.mesh
+	s.mu.Unlock()
+	s.log.Info("proxy connected", "proxy", w.ID, "service", w.Service, "namespace", w.Namespace, "inbound", w.InboundAddr)
+	s.push(snap, p)
+	return p, nil
+}
+
+func (s *Server) onStreamResponse(_ context.Context, streamID int64, req *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.streams[streamID]
+	if p == nil {
+		return
+	}
+	p.status(resp.GetTypeUrl()).Sent = resp.GetVersionInfo()
+	p.sentByNonce[resp.GetNonce()] = resp.GetVersionInfo()
+}
+
+func (s *Server) onStreamClosed(streamID int64, _ *corev3.Node) {
+	s.mu.Lock()
+	p := s.streams[streamID]
+	delete(s.streams, streamID)
+	if p != nil && s.proxies[p.workload.ID] == p {
+		delete(s.proxies, p.workload.ID)
+	}
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
+	s.log.Info("proxy disconnected", "proxy", p.workload.ID)
+	p.release()
+	s.mu.Lock()
+	_, reconnected := s.proxies[p.workload.ID]
+	s.mu.Unlock()
+	if !reconnected {
+		s.cache.ClearSnapshot(p.workload.ID)
+	}
+}
+
+func (p *proxyState) status(typeURL string) *TypeStatus {
+	short := shortType(typeURL)
+	ts := p.types[short]
+	if ts == nil {
+		ts = &TypeStatus{}
+		p.types[short] = ts
+	}
+	return ts
+}
+
+// Status lists the connected proxies, sorted by ID.
+func (s *Server) Status() []ProxyStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ProxyStatus, 0, len(s.proxies))
+	for _, p := range s.proxies {
+		st := ProxyStatus{
+			ID:          p.workload.ID,
+			Service:     p.workload.Service,
+			Namespace:   p.workload.Namespace,
+			Labels:      p.workload.Labels,
+			Address:     p.workload.InboundAddr,
+			ConnectedAt: p.connectedAt,
+			XDS:         map[string]*TypeStatus{},
+		}
+		for k, v := range p.types {
+			c := *v
+			st.XDS[k] = &c
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

@@ -1,0 +1,289 @@
+// Package e2e runs weft as a user does: the real weft and weft-proxy
+// binaries as processes, real HTTP backends on loopback sockets, and the CLI
+// against the control plane's API. Nothing of weft's own is mocked.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weft-mesh/weft/internal/apiclient"
+)
+
+// binDir holds the weft and weft-proxy binaries TestMain builds.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "weft-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	for _, b := range []string{"weft", "weft-proxy"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "github.com/weft-mesh/weft/cmd/"+b)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", b, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a port nobody listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// process is a child process whose output is kept for failure reports.
+type process struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func startProcess(t *testing.T, name, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{t: t, name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(binDir, bin), args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("--- output of %s ---\n%s", name, lastLines(p.out.String(), 40))
+		}
+	})
+	return p
+}
+
+// stop sends sig and waits for the process to exit, killing it after 10s.
+func (p *process) stop(sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// controlPlane is a running `weft control-plane`.
+type controlPlane struct {
+	*process
+	dataDir, xdsAddr, httpAddr string
+	grace                      time.Duration
+	api                        *apiclient.Client
+}
+
+func startControlPlane(t *testing.T, grace time.Duration) *controlPlane {
+	t.Helper()
+	cp := &controlPlane{dataDir: t.TempDir(), xdsAddr: freeAddr(t), httpAddr: freeAddr(t), grace: grace}
+	cp.start(t)
+	return cp
+}
+
+func (cp *controlPlane) start(t *testing.T) {
+	t.Helper()
+	cp.process = startProcess(t, "control-plane", "weft", "control-plane",
+		"--data-dir", cp.dataDir, "--xds-addr", cp.xdsAddr, "--http-addr", cp.httpAddr,
+		"--registration-grace", cp.grace.String(), "--log-level", "debug")
+	cp.api = apiclient.New("http://" + cp.httpAddr)
+	eventually(t, 60*time.Second, "control plane healthy", func() error {
+		select {
+		case <-cp.done:
+			t.Fatalf("control plane exited:\n%s", cp.out.String())
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return cp.api.Healthy(ctx)
+	})
+}
+
+// weft runs the CLI against cp and returns its combined output and error.
+func (cp *controlPlane) weft(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "weft"), args...)
+	cmd.Env = append(os.Environ(), "WEFT_SERVER=http://"+cp.httpAddr)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// apply applies YAML with the CLI and fails the test if it is refused.
+func (cp *controlPlane) apply(t *testing.T, yaml string) {
+	t.Helper()
+	if out, err := cp.weft(t, yaml, "apply", "-f", "-"); err != nil {
+		t.Fatalf("weft apply: %v\n%s", err, out)
+	}
+}
+
+// sidecar is a running weft-proxy.
+type sidecar struct {
+	*process
+	service                             string
+	inboundAddr, outboundAddr, adminAdr string
+}
+
+// startSidecar runs a weft-proxy for service in front of appAddr and waits
+// until it has its first config.
+func startSidecar(t *testing.T, cp *controlPlane, service, labels, appAddr string) *sidecar {
+	t.Helper()
+	s := &sidecar{service: service, inboundAddr: freeAddr(t), outboundAddr: freeAddr(t), adminAdr: freeAddr(t)}
+	args := []string{"--control-plane", cp.xdsAddr, "--service", service, "--service-port", "9080",
+		"--app-addr", appAddr, "--inbound-addr", s.inboundAddr, "--outbound-addr", s.outboundAddr,
+		"--admin-addr", s.adminAdr, "--log-level", "debug"}
+	if labels != "" {
+		args = append(args, "--labels", labels)
+	}
+	s.process = startProcess(t, "weft-proxy "+service+" "+labels, "weft-proxy", args...)
+	eventually(t, 30*time.Second, "sidecar "+service+" ready", func() error {
+		select {
+		case <-s.done:
+			t.Fatalf("sidecar %s exited:\n%s", service, s.out.String())
+		default:
+		}
+		resp, err := http.Get("http://" + s.adminAdr + "/healthz/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("ready: %s", resp.Status)
+		}
+		return nil
+	})
+	return s
+}
+
+// client returns an HTTP client that sends every request through s's
+// outbound listener as its HTTP proxy, as an app with http_proxy set does.
+func (s *sidecar) client() *http.Client {
+	proxyURL := &url.URL{Scheme: "http", Host: s.outboundAddr}
+	return &http.Client{
+		Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), MaxIdleConnsPerHost: 64},
+		Timeout:   10 * time.Second,
+	}
+}
+
+// backend is a demo app: it answers every request with its name.
+type backend struct {
+	addr string
+	name string
+}
+
+// startBackend serves HTTP on a loopback port, answering "<name>" and echoing
+// the request path in a header so tests can see what arrived.
+func startBackend(t *testing.T, name string) *backend {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("X-Backend", name)
+		w.Header().Set("X-Seen-Path", r.URL.RequestURI())
+		io.WriteString(w, name)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return &backend{addr: l.Addr().String(), name: name}
+}
+
+// get sends one GET and returns the status and body.
+func get(c *http.Client, target string, header http.Header) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, target, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// eventually retries f until it succeeds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

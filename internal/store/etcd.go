@@ -12,6 +12,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 )
@@ -71,7 +72,7 @@ func OpenEmbedded(ctx context.Context, opts EmbeddedOptions) (*Store, error) {
 		return nil, ctx.Err()
 	}
 	client := v3client.New(e.Server)
-	return &Store{client: client, close: func() error {
+	return &Store{client: client, endpoints: []string{clientURL.String()}, close: func() error {
 		client.Close()
 		e.Close()
 		return nil
@@ -121,15 +122,17 @@ func OpenExternal(ctx context.Context, endpoints []string) (*Store, error) {
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Context:     ctx,
+		// etcd's client logs every retry; weft reports failures itself.
+		Logger: zap.NewNop(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := client.Status(sctx, endpoints[0]); err != nil {
 		client.Close()
-		return nil, fmt.Errorf("reach etcd %s: %w", endpoints[0], err)
+		return nil, fmt.Errorf("reach etcd at %s (is it running?): %w", endpoints[0], err)
 	}
-	return &Store{client: client, close: client.Close}, nil
+	return &Store{client: client, endpoints: endpoints, close: client.Close}, nil
 }

@@ -44,7 +44,13 @@ var ErrCompacted = errors.New("store: watch revision compacted")
 type Store struct {
 	client *clientv3.Client
 	close  func() error
+	// endpoints are etcd's client URLs; for an embedded etcd, the loopback
+	// URL it listens on.
+	endpoints []string
 }
+
+// Endpoints returns etcd's client URLs.
+func (s *Store) Endpoints() []string { return s.endpoints }
 
 // Client exposes the underlying etcd client for operations the store does
 // not wrap (used by tests and tools).

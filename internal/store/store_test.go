@@ -86,3 +86,34 @@ func TestStore(t *testing.T) {
 		}
 	})
 }
+
+func TestExternalStoreSharesStateWithItsCluster(t *testing.T) {
+	// An embedded etcd stands in for the operator's cluster: it is real etcd
+	// reached over its loopback client port, as an external one would be.
+	cluster := openTestStore(t, t.TempDir())
+	defer cluster.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ext, err := OpenExternal(ctx, cluster.Endpoints())
+	if err != nil {
+		t.Fatalf("open external store at %v: %v", cluster.Endpoints(), err)
+	}
+	defer ext.Close()
+	if _, err := ext.Commit(ctx, []Write{{Key: "/x/a", Value: []byte("from external")}}); err != nil {
+		t.Fatal(err)
+	}
+	kv, found, err := cluster.Get(ctx, "/x/a")
+	if err != nil || !found || string(kv.Value) != "from external" {
+		t.Fatalf("cluster sees %q, %v, %v", kv.Value, found, err)
+	}
+}
+
+func TestExternalStoreThatIsDownFailsClearly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := OpenExternal(ctx, []string{"http://127.0.0.1:1"})
+	if err == nil {
+		t.Fatal("opened a store with nothing listening")
+	}
+	t.Logf("error: %v", err)
+}

@@ -366,12 +366,13 @@ metadata: {name: reviews}
 spec:
   hosts: reviews
 `, []string{`VirtualService default/reviews: spec.hosts: want a list, got "reviews"`}},
-		{"a host that is a number is a type error", vsHead + `
-  - 123
-  http:
-  - route:
-    - destination: {host: reviews}
-`, []string{`document 1: yaml: line 6: did not find expected key`}},
+		{"a host that is a number is a type error", `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews, 123]
+`, []string{`VirtualService default/reviews: spec.hosts[1]: want a string, got 123`}},
 		{"a timeout without a unit is a type error", vsHead + `
   http:
   - route:

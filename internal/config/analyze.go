@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -10,10 +11,10 @@ import (
 // Finding is something an operator should know about a resource that is
 // not an error: weft accepted it, but it will not do all it says.
 type Finding struct {
-	Resource string // "VirtualService default/reviews"
-	Path     string // "spec.http[0].retries"
-	Message  string // "not enforced yet"
-	Severity string // "warning"
+	Resource string `json:"resource"` // "VirtualService default/reviews"
+	Path     string `json:"path"`     // "spec.http[0].retries"
+	Message  string `json:"message"`  // "not enforced yet"
+	Severity string `json:"severity"` // "warning"
 }
 
 // String reads "warning: VirtualService default/reviews: spec.http[0].retries: not enforced yet".
@@ -72,8 +73,8 @@ func set(paths ...string) map[string]bool {
 
 // Analyze reports, for each resource, every field that is set but that weft
 // does not enforce yet, as a warning with the field's path. The findings
-// come in the order of rs, and within a resource in the order of Istio's
-// field declarations. Resources of unknown kinds or without a spec are
+// come in the order of rs, and within a resource sorted by path, as Errors
+// are. Resources of unknown kinds or without a spec are
 // skipped; Validate reports those.
 func Analyze(rs []*Resource) []Finding {
 	var findings []Finding
@@ -82,14 +83,17 @@ func Analyze(rs []*Resource) []Finding {
 		if known == nil || r.Spec == nil || !r.Spec.ProtoReflect().IsValid() {
 			continue
 		}
-		unenforced(r.Spec.ProtoReflect(), "spec", "", known, func(path string) {
+		var paths []string
+		unenforced(r.Spec.ProtoReflect(), "spec", "", known, func(path string) { paths = append(paths, path) })
+		slices.SortFunc(paths, comparePaths)
+		for _, p := range paths {
 			findings = append(findings, Finding{
 				Resource: r.String(),
-				Path:     path,
+				Path:     p,
 				Message:  "not enforced yet",
 				Severity: SeverityWarning,
 			})
-		})
+		}
 	}
 	return findings
 }

@@ -14,12 +14,12 @@ type FieldError struct {
 	// Resource names the resource, "VirtualService default/reviews", or,
 	// when the document is too broken to name one, its place in the input:
 	// "document 2".
-	Resource string
+	Resource string `json:"resource,omitempty"`
 	// Path is the field, "spec.http[0].route[1].weight"; empty when the
 	// problem is with the document as a whole.
-	Path string
+	Path string `json:"path,omitempty"`
 	// Reason says what is wrong, in lowercase: "unknown field".
-	Reason string
+	Reason string `json:"reason"`
 }
 
 func (e FieldError) Error() string {

@@ -81,6 +81,7 @@ func TestParseDecodesFields(t *testing.T) {
 	t.Run("fault delay and abort are decoded", func(t *testing.T) {
 		rs := mustParseFile(t, "ratings-fault.yaml")
 		delay := rs[0].Spec.(*networking.VirtualService).Http[0].Fault.Delay
+		//lint:ignore SA1019 older Istio docs use the deprecated integer percent, and it must still parse
 		if delay.GetFixedDelay().AsDuration() != 7*time.Second || delay.GetPercent() != 100 {
 			t.Errorf("delay = %v, want 7s for 100 percent", delay)
 		}

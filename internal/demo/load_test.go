@@ -300,13 +300,13 @@ func TestFormatRow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := FormatRow(at, tt.s, versions); got != tt.want {
-				t.Errorf("FormatRow:\n got %q\nwant %q", got, tt.want)
+			if got := formatRow(at, tt.s, versions); got != tt.want {
+				t.Errorf("formatRow:\n got %q\nwant %q", got, tt.want)
 			}
 		})
 	}
-	header := FormatHeader(versions)
+	header := formatHeader(versions)
 	if want := "time       req/s  errors     v1    v2    v3   (share of reviews answers)"; header != want {
-		t.Errorf("FormatHeader:\n got %q\nwant %q", header, want)
+		t.Errorf("formatHeader:\n got %q\nwant %q", header, want)
 	}
 }

@@ -30,7 +30,7 @@ func (e *ExitError) Error() string {
 	if e.Err != nil {
 		status = e.Err.Error()
 	}
-	return fmt.Sprintf("%s exited unexpectedly (%s); its log: %s", e.Name, status, e.LogPath)
+	return fmt.Sprintf("%s exited unexpectedly (%s)", e.Name, status)
 }
 
 func (e *ExitError) Unwrap() error { return e.Err }
@@ -177,7 +177,7 @@ func printTail(w io.Writer, name, logPath string, n int) {
 		fmt.Fprintf(w, "  (%s wrote nothing to %s)\n", name, logPath)
 		return
 	}
-	fmt.Fprintf(w, "last %d lines of %s:\n", len(lines), logPath)
+	fmt.Fprintf(w, "the end of %s:\n", logPath)
 	for _, l := range lines {
 		fmt.Fprintf(w, "  | %s\n", l)
 	}

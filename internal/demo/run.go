@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -89,6 +90,7 @@ func Run(ctx context.Context, opts Options) (Stats, error) {
 		return Stats{}, fmt.Errorf("demo: creating temporary directory: %w", err)
 	}
 	defer r.removeDir()
+	defer r.api.CloseIdleConnections()
 	r.logDir = filepath.Join(r.dir, "logs")
 	if err := os.Mkdir(r.logDir, 0o755); err != nil {
 		return Stats{}, fmt.Errorf("demo: %w", err)
@@ -98,12 +100,9 @@ func Run(ctx context.Context, opts Options) (Stats, error) {
 	defer fail(nil)
 	r.sup = &supervisor{logDir: r.logDir, fail: fail}
 	stats, err := r.run(runCtx)
+	exit := r.reportExit(runCtx)
 	r.shutdown()
-
-	var exit *ExitError
-	if errors.As(context.Cause(runCtx), &exit) {
-		fmt.Fprintf(r.out, "weft demo: %v\n", exit)
-		printTail(r.out, exit.Name, exit.LogPath, logTailLines)
+	if exit != nil {
 		return stats, fmt.Errorf("demo: %w", exit)
 	}
 	if err != nil && ctx.Err() != nil {
@@ -136,6 +135,7 @@ type runner struct {
 	instances         []*instance // Topology in order, then Loadgen
 	stopStub          func()      // stops the load generator's stub app
 	stopLoad          func()      // stops the load and waits for it
+	exitReported      bool        // reportExit has printed
 }
 
 func newRunner(opts Options) (*runner, error) {
@@ -163,7 +163,8 @@ func newRunner(opts Options) (*runner, error) {
 		out:   opts.Out,
 		weft:  weft,
 		proxy: proxy,
-		api:   &http.Client{Timeout: 5 * time.Second},
+		// Its own transport, without $http_proxy, closed when Run returns.
+		api: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 5 * time.Second},
 	}, nil
 }
 
@@ -196,8 +197,12 @@ func findBinaries(weft, proxy string) (string, string, error) {
 		if near == "" {
 			continue
 		}
-		candidate := filepath.Join(filepath.Dir(near), name)
-		looked = append(looked, filepath.Dir(near))
+		dir := filepath.Dir(near)
+		if slices.Contains(looked, dir) {
+			continue
+		}
+		looked = append(looked, dir)
+		candidate := filepath.Join(dir, name)
 		if p, err := exec.LookPath(candidate); err == nil {
 			return weft, p, nil
 		}
@@ -217,29 +222,47 @@ func (r *runner) run(ctx context.Context) (Stats, error) {
 	if err := r.layout(); err != nil {
 		return Stats{}, err
 	}
-	if err := r.step("starting the control plane", func() (string, error) { return r.startControlPlane(ctx) }); err != nil {
+	if err := r.step(ctx, "starting the control plane", r.startControlPlane); err != nil {
 		return Stats{}, err
 	}
 	what := fmt.Sprintf("starting %d demo apps and %d sidecars", len(Topology), len(r.instances))
-	if err := r.step(what, func() (string, error) { return r.startWorkloads(ctx) }); err != nil {
+	if err := r.step(ctx, what, r.startWorkloads); err != nil {
 		return Stats{}, err
 	}
 	what = fmt.Sprintf("waiting for %d workloads to register", len(r.instances))
-	if err := r.step(what, func() (string, error) { return r.waitRegistered(ctx) }); err != nil {
+	if err := r.step(ctx, what, r.waitRegistered); err != nil {
 		return Stats{}, err
 	}
 	what = fmt.Sprintf("applying the %s DestinationRule and VirtualService (%s)", SplitService, InitialSplit)
-	if err := r.step(what, func() (string, error) { return r.applyInitial(ctx) }); err != nil {
+	if err := r.step(ctx, what, r.applyInitial); err != nil {
 		return Stats{}, err
 	}
 	counter := NewCounter()
 	r.startLoad(ctx, counter)
 	what = fmt.Sprintf("sending %d req/s to %s through the %s sidecar; waiting until answers follow the split", r.opts.Rate, EntryURL, LoadgenService)
-	if err := r.step(what, func() (string, error) { return r.waitFollows(ctx, counter) }); err != nil {
+	if err := r.step(ctx, what, func(ctx context.Context) (string, error) { return r.waitFollows(ctx, counter) }); err != nil {
 		return Stats{}, err
 	}
 	r.printBanner()
 	return r.measure(ctx, counter), nil
+}
+
+// reportExit prints, once, which child exited unexpectedly, if one did,
+// and the end of its log; it returns that child's *ExitError, or nil.
+func (r *runner) reportExit(ctx context.Context) *ExitError {
+	var exit *ExitError
+	if !errors.As(context.Cause(ctx), &exit) {
+		return nil
+	}
+	if !r.exitReported {
+		r.exitReported = true
+		fmt.Fprintf(r.out, "\nweft demo: %v\n", exit)
+		printTail(r.out, exit.Name, exit.LogPath, logTailLines)
+		if !r.opts.KeepDir {
+			fmt.Fprintf(r.out, "(the demo removes %s on exit; weft demo --keep keeps it)\n", r.dir)
+		}
+	}
+	return exit
 }
 
 // stepError is a start-up failure of one process, whose log Run shows.
@@ -248,25 +271,31 @@ type stepError struct {
 	err  error
 }
 
-func (e *stepError) Error() string { return e.err.Error() }
+func (e *stepError) Error() string { return e.proc.name + ": " + e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
 // step prints what, runs fn and prints its outcome on the same line.
-func (r *runner) step(what string, fn func() (string, error)) error {
+func (r *runner) step(ctx context.Context, what string, fn func(context.Context) (string, error)) error {
 	fmt.Fprintf(r.out, "%s ... ", what)
 	start := time.Now()
-	detail, err := fn()
-	if err != nil {
-		fmt.Fprintln(r.out, "failed")
-		var se *stepError
-		if errors.As(err, &se) && !se.proc.exited() {
-			fmt.Fprintf(r.out, "%s: %v\n", se.proc.name, se.err)
-			printTail(r.out, se.proc.name, se.proc.logPath, logTailLines)
-		}
-		return err
+	detail, err := fn(ctx)
+	if err == nil {
+		fmt.Fprintf(r.out, "%s (%.1fs)\n", detail, time.Since(start).Seconds())
+		return nil
 	}
-	fmt.Fprintf(r.out, "%s (%.1fs)\n", detail, time.Since(start).Seconds())
-	return nil
+	fmt.Fprintln(r.out, "failed")
+	if ctx.Err() != nil {
+		return err // stopped, or a process exited: Run reports that
+	}
+	fmt.Fprintf(r.out, "%v\n", err)
+	var se *stepError
+	if errors.As(err, &se) {
+		printTail(r.out, se.proc.name, se.proc.logPath, logTailLines)
+	}
+	if !r.opts.KeepDir {
+		fmt.Fprintf(r.out, "(the demo removes %s on exit; weft demo --keep keeps it)\n", r.dir)
+	}
+	return err
 }
 
 // layout allocates every address.
@@ -592,8 +621,9 @@ func apply(ctx context.Context, client *http.Client, base, yaml string) (string,
 }
 
 // describeFinding renders one error or warning of an apply answer: a JSON
-// string as is; an object as "resource: path: reason: message", leaving out
-// empty parts; anything else as JSON.
+// string as is; an object as its message if that names the resource, path
+// and reason, else as "resource: path: reason: message" without empty or
+// repeated parts; anything else as JSON.
 func describeFinding(raw json.RawMessage) string {
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
@@ -602,9 +632,12 @@ func describeFinding(raw json.RawMessage) string {
 	// encoding/json matches keys case-insensitively: "reason" and "Reason" alike.
 	var f struct{ Resource, Path, Reason, Message string }
 	if json.Unmarshal(raw, &f) == nil {
+		if f.Message != "" && strings.Contains(f.Message, f.Resource) && strings.Contains(f.Message, f.Path) && strings.Contains(f.Message, f.Reason) {
+			return f.Message // already says it all
+		}
 		var parts []string
 		for _, p := range []string{f.Resource, f.Path, f.Reason, f.Message} {
-			if p != "" {
+			if p != "" && !slices.Contains(parts, p) {
 				parts = append(parts, p)
 			}
 		}
@@ -736,7 +769,7 @@ func (r *runner) measure(ctx context.Context, counter *Counter) Stats {
 loop:
 	for rows := 0; ; rows++ {
 		if rows%30 == 0 {
-			fmt.Fprintln(r.out, FormatHeader(versions))
+			fmt.Fprintln(r.out, formatHeader(versions))
 		}
 		select {
 		case <-ctx.Done():
@@ -745,18 +778,19 @@ loop:
 			break loop
 		case now := <-ticker.C:
 			cur := counter.Snapshot()
-			fmt.Fprintln(r.out, FormatRow(now, cur.Sub(prev), versions))
+			fmt.Fprintln(r.out, formatRow(now, cur.Sub(prev), versions))
 			prev = cur
 		}
 	}
+	r.reportExit(ctx)
 	r.stopLoad()
 	total := counter.Snapshot().Sub(begin)
 	fmt.Fprintf(r.out, "total: %s\n", total)
 	return total
 }
 
-// FormatHeader is the header of the per-second table for the given versions.
-func FormatHeader(versions []string) string {
+// formatHeader is the header of the per-second table for the given versions.
+func formatHeader(versions []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-8s  %6s  %6s ", "time", "req/s", "errors")
 	for _, v := range versions {
@@ -766,10 +800,10 @@ func FormatHeader(versions []string) string {
 	return b.String()
 }
 
-// FormatRow is one line of the per-second table: the time, the rate, the
+// formatRow is one line of the per-second table: the time, the rate, the
 // errors and each version's share of successful answers, then the last
 // error if there were errors.
-func FormatRow(t time.Time, s Stats, versions []string) string {
+func formatRow(t time.Time, s Stats, versions []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-8s  %6.0f  %6d ", t.Format("15:04:05"), s.Rate(), s.Errors)
 	for _, v := range versions {
@@ -807,7 +841,7 @@ func (r *runner) shutdown() {
 		if r.cp != nil {
 			n++
 		}
-		fmt.Fprintf(r.out, "stopping %d processes ... ", n)
+		fmt.Fprintf(r.out, "stopping %s ... ", plural(n, "process", "processes"))
 		killed := stop(others, r.opts.StopTimeout)
 		if r.cp != nil {
 			killed = append(killed, stop([]*child{r.cp}, 2*r.opts.StopTimeout)...)
@@ -821,6 +855,14 @@ func (r *runner) shutdown() {
 	if r.stopStub != nil {
 		r.stopStub()
 	}
+}
+
+// plural is "1 process" or "2 processes".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
 }
 
 func (r *runner) removeDir() {

@@ -61,6 +61,9 @@ type Error struct {
 
 // Response is the API's answer to apply and delete.
 type Response struct {
+	// Revision is the store revision an apply produced (zero when nothing
+	// changed); a proxy that ACKed this version or later has the change.
+	Revision int64     `json:"revision"`
 	Results  []Result  `json:"results"`
 	Warnings []Finding `json:"warnings"`
 	Errors   []Error   `json:"errors"`

@@ -47,6 +47,9 @@ type APIError struct {
 
 // ApplyResponse answers an apply or a delete.
 type ApplyResponse struct {
+	// Revision is the store revision after the change; proxies that ACKed
+	// this version or a later one have it.
+	Revision int64            `json:"revision,omitempty"`
 	Results  []ApplyResult    `json:"results,omitempty"`
 	Warnings []config.Finding `json:"warnings,omitempty"`
 	Errors   []APIError       `json:"errors,omitempty"`
@@ -102,10 +105,12 @@ func (a *api) apply(w http.ResponseWriter, r *http.Request) {
 		writes = append(writes, store.Write{Key: key, Value: b})
 	}
 	if len(writes) > 0 {
-		if _, err := a.store.Commit(r.Context(), writes); err != nil {
+		rev, err := a.store.Commit(r.Context(), writes)
+		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, err)
 			return
 		}
+		resp.Revision = rev
 	}
 	for _, res := range resp.Results {
 		a.log.Info("applied", "kind", res.Kind, "namespace", res.Namespace, "name", res.Name, "action", res.Action)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -173,12 +174,48 @@ func (cp *controlPlane) weft(t *testing.T, stdin string, args ...string) (string
 	return string(out), err
 }
 
-// apply applies YAML with the CLI and fails the test if it is refused.
+// apply applies YAML through the API, fails the test if it is refused, and
+// waits until every connected proxy has answered (ACKed or NACKed) the
+// version that carries it.
 func (cp *controlPlane) apply(t *testing.T, yaml string) {
 	t.Helper()
-	if out, err := cp.weft(t, yaml, "apply", "-f", "-"); err != nil {
-		t.Fatalf("weft apply: %v\n%s", err, out)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := cp.api.Apply(ctx, []byte(yaml))
+	if err != nil {
+		t.Fatalf("apply: %v", err)
 	}
+	cp.waitAnswered(t, resp.Revision)
+}
+
+// waitAnswered waits until every connected proxy has answered a version of
+// every xDS type at or after revision rev.
+func (cp *controlPlane) waitAnswered(t *testing.T, rev int64) {
+	t.Helper()
+	eventually(t, 10*time.Second, fmt.Sprintf("proxies answer version %d", rev), func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		proxies, err := cp.api.Proxies(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range proxies {
+			for _, typ := range []string{"CDS", "EDS", "LDS", "RDS"} {
+				ts := p.XDS[typ]
+				if ts == nil {
+					return fmt.Errorf("%s has no %s yet", p.ID, typ)
+				}
+				answered := ts.Acked
+				if ts.NackVersion == ts.Sent {
+					answered = ts.Sent
+				}
+				if v, _ := strconv.ParseInt(answered, 10, 64); v < rev {
+					return fmt.Errorf("%s answered %s version %q, want %d or later", p.ID, typ, answered, rev)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // sidecar is a running weft-proxy.

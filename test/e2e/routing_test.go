@@ -66,6 +66,22 @@ func startMesh(t *testing.T, grace time.Duration) *meshFixture {
 	m.reviewsV2 = startSidecar(t, m.cp, "reviews", "app=reviews,version=v2", startBackend(t, "reviews-v2").addr)
 	m.productpage = startSidecar(t, m.cp, "productpage", "app=productpage,version=v1", startBackend(t, "productpage").addr)
 	m.client = m.productpage.client()
+	// Every endpoint is known to the client's proxy once round-robin reaches
+	// both versions.
+	eventually(t, 10*time.Second, "both reviews instances reachable", func() error {
+		got := map[string]int{}
+		for i := 0; i < 4; i++ {
+			_, body, err := get(m.client, "http://reviews:9080/", nil)
+			if err != nil {
+				return err
+			}
+			got[body]++
+		}
+		if got["reviews-v1"] == 0 || got["reviews-v2"] == 0 {
+			return fmt.Errorf("got %v", got)
+		}
+		return nil
+	})
 	return m
 }
 

@@ -187,8 +187,7 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Clu
 	u := out.URL
 	u.Scheme = "http"
 	u.Host = ep.Address // absolute-form targets become origin-form: the client writes u.RequestURI()
-	u.User = nil
-	u.Fragment = ""
+	u.User = nil        // or the client would turn user:password@ into an Authorization header
 	out.RequestURI = "" // set only on server requests; the client refuses it
 	out.Close = false
 	if r.ContentLength == 0 {
@@ -227,7 +226,9 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Clu
 	// long polls, chunked progress): flush every read so bytes are not held
 	// back. Known-length responses let net/http buffer.
 	werr, rerr := h.copyBody(w, res.Body, res.ContentLength < 0)
-	res.Body.Close() // before reading res.Trailer: closing completes it
+	// The body was read to EOF, which fills res.Trailer; release the
+	// upstream connection before writing the trailers out.
+	res.Body.Close()
 	if werr != nil {
 		h.stats.downstreamGone.Add(1)
 		return

@@ -85,18 +85,30 @@ func compileRoute(rs RouteSpec, path string) (Route, error) {
 	return r, nil
 }
 
+// Matcher kinds as small integers: the route walk switches on them for
+// every route, and an integer compare beats a string compare.
+const (
+	kPrefix = iota
+	kExact
+	kRegex
+)
+
 type pathMatcher struct {
-	kind          PathKind
+	kind          uint8
 	value         string
 	caseSensitive bool
 	re            *regexp.Regexp
 }
 
 func compilePath(m MatchSpec, path string) (pathMatcher, error) {
-	pm := pathMatcher{kind: m.PathKind, value: m.Path, caseSensitive: m.CaseSensitive}
+	pm := pathMatcher{value: m.Path, caseSensitive: m.CaseSensitive}
 	switch m.PathKind {
-	case PathPrefix, PathExact:
+	case PathPrefix:
+		pm.kind = kPrefix
+	case PathExact:
+		pm.kind = kExact
 	case PathRegex:
+		pm.kind = kRegex
 		re, err := compileWhole(m.Path)
 		if err != nil {
 			return pathMatcher{}, errorf(path+".safe_regex.regex", "invalid RE2 expression: %v", err)
@@ -110,12 +122,12 @@ func compilePath(m MatchSpec, path string) (pathMatcher, error) {
 
 func (m *pathMatcher) match(p string) bool {
 	switch m.kind {
-	case PathPrefix:
+	case kPrefix:
 		if m.caseSensitive {
 			return strings.HasPrefix(p, m.value)
 		}
 		return len(p) >= len(m.value) && strings.EqualFold(p[:len(m.value)], m.value)
-	case PathExact:
+	case kExact:
 		if m.caseSensitive {
 			return p == m.value
 		}

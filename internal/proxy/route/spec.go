@@ -8,7 +8,10 @@
 // by hand, and config dumps print them.
 package route
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // ConfigSpec is one route configuration: an ordered list of virtual hosts.
 type ConfigSpec struct {
@@ -103,4 +106,18 @@ type ActionSpec struct {
 type WeightedCluster struct {
 	Name   string `json:"name"`
 	Weight uint32 `json:"weight"`
+}
+
+// MarshalJSON prints the timeout as a duration string ("1.5s") in config
+// dumps rather than nanoseconds.
+func (a ActionSpec) MarshalJSON() ([]byte, error) {
+	out := struct {
+		Cluster          string            `json:"cluster,omitempty"`
+		WeightedClusters []WeightedCluster `json:"weighted_clusters,omitempty"`
+		Timeout          string            `json:"timeout,omitempty"`
+	}{Cluster: a.Cluster, WeightedClusters: a.WeightedClusters}
+	if a.Timeout > 0 {
+		out.Timeout = a.Timeout.String()
+	}
+	return json.Marshal(out)
 }

@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/weft-mesh/weft/internal/proxy/xdsclient"
+)
+
+// newAdminServer builds the admin server: loopback-only endpoints for
+// operators and for the health checks of whatever runs the proxy.
+//
+//	GET /healthz/ready  200 once the first full configuration is in, 503 before and while draining
+//	GET /config_dump    JSON: node, xDS status per type, the compiled configuration
+//	GET /stats          counters, one "name value" per line
+func (p *Proxy) newAdminServer() *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz/ready", p.handleReady)
+	mux.HandleFunc("GET /config_dump", p.handleConfigDump)
+	mux.HandleFunc("GET /stats", p.handleStats)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "weft-proxy admin\n  /healthz/ready\n  /config_dump\n  /stats\n")
+	})
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+}
+
+func (p *Proxy) handleReady(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	switch {
+	case p.draining.Load():
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "draining\n")
+	case p.cfg.Load() == nil:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "not ready: no configuration received from the control plane yet\n")
+	default:
+		_, _ = io.WriteString(w, "ready\n")
+	}
+}
+
+// configDump is the /config_dump document.
+type configDump struct {
+	Node struct {
+		ID           string            `json:"id"`
+		Service      string            `json:"service"`
+		Namespace    string            `json:"namespace"`
+		Labels       map[string]string `json:"labels"`
+		ServicePort  int               `json:"service_port"`
+		AppAddr      string            `json:"app_addr"`
+		InboundAddr  string            `json:"inbound_addr"`
+		OutboundAddr string            `json:"outbound_addr"`
+		AdminAddr    string            `json:"admin_addr"`
+	} `json:"node"`
+	Ready    bool             `json:"ready"`
+	Draining bool             `json:"draining"`
+	XDS      xdsclient.Status `json:"xds"`
+	// Compiled is the configuration requests are served with; null before
+	// the first full configuration.
+	Compiled *compiled `json:"compiled"`
+}
+
+func (p *Proxy) handleConfigDump(w http.ResponseWriter, _ *http.Request) {
+	var d configDump
+	a := p.Addrs()
+	d.Node.ID = p.xds.NodeID()
+	d.Node.Service, d.Node.Namespace, d.Node.Labels = p.opts.Service, p.opts.Namespace, p.opts.Labels
+	d.Node.ServicePort, d.Node.AppAddr = p.opts.ServicePort, p.opts.AppAddr
+	d.Node.InboundAddr, d.Node.OutboundAddr, d.Node.AdminAddr = a.Inbound, a.Outbound, a.Admin
+	d.Ready = p.cfg.Load() != nil
+	d.Draining = p.draining.Load()
+	d.XDS = p.xds.Status()
+	d.Compiled = p.dump.Load()
+
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(d); err != nil {
+		p.log.Warn("writing config dump", "err", err)
+	}
+}
+
+func (p *Proxy) handleStats(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	if err := p.engine.WriteStats(w); err != nil {
+		return
+	}
+	st := p.xds.Status()
+	connected := 0
+	if st.Connected {
+		connected = 1
+	}
+	fmt.Fprintf(w, "xds.connected %d\nxds.streams_opened %d\n", connected, st.StreamsOpen)
+	for _, t := range st.Types {
+		fmt.Fprintf(w, "xds.%s.responses_accepted %d\nxds.%s.responses_rejected %d\n", t.Type, t.Accepted, t.Type, t.Rejected)
+	}
+}

@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Defaults for Options, Istio's port numbers.
+const (
+	DefaultNamespace    = "default"
+	DefaultServicePort  = 80
+	DefaultInboundAddr  = "127.0.0.1:15006"
+	DefaultOutboundAddr = "127.0.0.1:15001"
+	DefaultAdminAddr    = "127.0.0.1:15000"
+	DefaultDrainTimeout = 5 * time.Second
+)
+
+// Options configure a proxy. The zero value of each optional field means
+// its default.
+type Options struct {
+	// ControlPlane is the control plane's xDS address, host:port. Required.
+	ControlPlane string
+	// Service is the name of the service this proxy's workload belongs to.
+	// Required.
+	Service string
+	// Namespace is the workload's namespace; default "default".
+	Namespace string
+	// Labels are the workload's labels, used by the control plane to select
+	// subsets and policies.
+	Labels map[string]string
+	// ServicePort is the port the service is known by in the mesh; default 80.
+	ServicePort int
+	// AppAddr is where the local application listens, host:port. Inbound
+	// traffic is delivered there. Required.
+	AppAddr string
+	// InboundAddr is where peers' traffic for this workload arrives;
+	// default 127.0.0.1:15006.
+	InboundAddr string
+	// OutboundAddr is where the application sends its mesh traffic, as an
+	// http_proxy or by host; default 127.0.0.1:15001.
+	OutboundAddr string
+	// AdminAddr serves /config_dump, /healthz/ready and /stats. It must be a
+	// loopback address: the config dump is not for the network. Default
+	// 127.0.0.1:15000.
+	AdminAddr string
+	// DrainTimeout bounds how long shutdown waits for requests in flight;
+	// default 5s.
+	DrainTimeout time.Duration
+	// Logger is the root logger; each part logs with a "component" attribute.
+	// Nil discards logs.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.ServicePort == 0 {
+		o.ServicePort = DefaultServicePort
+	}
+	if o.InboundAddr == "" {
+		o.InboundAddr = DefaultInboundAddr
+	}
+	if o.OutboundAddr == "" {
+		o.OutboundAddr = DefaultOutboundAddr
+	}
+	if o.AdminAddr == "" {
+		o.AdminAddr = DefaultAdminAddr
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = DefaultDrainTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if o.ControlPlane == "" {
+		errs = append(errs, errors.New("control plane address is required"))
+	}
+	if o.Service == "" {
+		errs = append(errs, errors.New("service is required"))
+	}
+	if o.AppAddr == "" {
+		errs = append(errs, errors.New("app address is required"))
+	} else if err := checkHostPort(o.AppAddr); err != nil {
+		errs = append(errs, fmt.Errorf("app address: %w", err))
+	}
+	if o.ServicePort < 1 || o.ServicePort > 65535 {
+		errs = append(errs, fmt.Errorf("service port %d is not a port", o.ServicePort))
+	}
+	if err := checkLoopback(o.AdminAddr); err != nil {
+		errs = append(errs, fmt.Errorf("admin address: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q has no valid port", addr)
+	}
+	return nil
+}
+
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address", addr)
+	}
+	return nil
+}

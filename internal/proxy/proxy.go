@@ -1,0 +1,201 @@
+// Package proxy is weft-proxy's root: it wires the xDS client, the
+// compiled runtime configuration, the forwarding engine, the inbound and
+// outbound listeners and the admin server together.
+//
+// Configuration flows one way. Each response the xDS client accepts is
+// compiled into one immutable forward.Config and published with a single
+// atomic pointer store; requests load the pointer once, so requests in
+// flight finish on the configuration they started with. While the control
+// plane is unreachable, the last published configuration keeps serving.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weft-mesh/weft/internal/proxy/forward"
+	"github.com/weft-mesh/weft/internal/proxy/listener"
+	"github.com/weft-mesh/weft/internal/proxy/xdsclient"
+)
+
+// Proxy is one running sidecar. Create it with New, then call Serve once.
+type Proxy struct {
+	opts Options
+	log  *slog.Logger
+
+	// cfg is what requests read: nil until the first full configuration.
+	cfg atomic.Pointer[forward.Config]
+	// dump is what /config_dump shows about the last compile.
+	dump     atomic.Pointer[compiled]
+	draining atomic.Bool
+
+	transports *forward.Transports
+	engine     *forward.Engine
+	xds        *xdsclient.Client
+	outbound   *listener.Server
+	inbound    *listener.Server
+	admin      *http.Server
+	adminLn    net.Listener
+
+	// Owned by the xDS client's goroutine (apply).
+	clusters map[string]builtCluster
+}
+
+// Addrs are the addresses a proxy is bound to.
+type Addrs struct {
+	Outbound string
+	Inbound  string
+	Admin    string
+}
+
+// Run starts a proxy with opts and serves until ctx ends, then drains and
+// returns nil. It returns an error if the proxy cannot start or a listener
+// fails.
+func Run(ctx context.Context, opts Options) error {
+	p, err := New(opts)
+	if err != nil {
+		return err
+	}
+	return p.Serve(ctx)
+}
+
+// New validates opts, binds the outbound, inbound and admin sockets (so
+// that ":0" addresses are resolved and reported to the control plane) and
+// returns the proxy, not yet serving. The sockets are released by Serve;
+// to release them without serving, call Serve with a cancelled context.
+func New(opts Options) (*Proxy, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("invalid options: %w", err)
+	}
+	p := &Proxy{opts: opts, log: opts.Logger.With("component", "proxy"), transports: forward.NewTransports()}
+	p.engine = forward.New(&p.cfg, opts.Logger.With("component", "forward"))
+
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	for _, addr := range []string{opts.OutboundAddr, opts.InboundAddr, opts.AdminAddr} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("binding %s: %w", addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	p.outbound = listener.New("outbound", lns[0], p.engine.Handler("outbound"), opts.Logger.With("component", "listener", "listener", "outbound"))
+	p.inbound = listener.New("inbound", lns[1], p.engine.Handler("inbound"), opts.Logger.With("component", "listener", "listener", "inbound"))
+	p.adminLn = lns[2]
+	p.admin = p.newAdminServer()
+
+	xds, err := xdsclient.New(xdsclient.Options{
+		ControlPlane: opts.ControlPlane,
+		Node: xdsclient.NodeInfo{
+			Service:      opts.Service,
+			Namespace:    opts.Namespace,
+			Labels:       opts.Labels,
+			ServicePort:  opts.ServicePort,
+			InboundAddr:  lns[1].Addr().String(),
+			OutboundAddr: lns[0].Addr().String(),
+			AppAddr:      opts.AppAddr,
+			AdminAddr:    lns[2].Addr().String(),
+		},
+		OnUpdate: p.apply,
+		Logger:   opts.Logger.With("component", "xdsclient"),
+	})
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	p.xds = xds
+	return p, nil
+}
+
+// Addrs returns the bound addresses.
+func (p *Proxy) Addrs() Addrs {
+	return Addrs{Outbound: p.outbound.Addr().String(), Inbound: p.inbound.Addr().String(), Admin: p.adminLn.Addr().String()}
+}
+
+// NodeID is the xDS node ID the proxy identifies itself with.
+func (p *Proxy) NodeID() string { return p.xds.NodeID() }
+
+// Serve runs the listeners, the admin server and the xDS client until ctx
+// ends, then drains: it stops accepting, lets requests in flight finish for
+// up to Options.DrainTimeout, aborts the rest, and returns nil. If a
+// listener fails, Serve drains the others and returns the error.
+func (p *Proxy) Serve(ctx context.Context) error {
+	// The xDS client outlives ctx until draining is over, so the config
+	// stays current for the requests still in flight.
+	xdsCtx, stopXDS := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopXDS()
+
+	var wg sync.WaitGroup
+	failed := make(chan error, 4)
+	for _, s := range []*listener.Server{p.outbound, p.inbound} {
+		wg.Go(func() {
+			if err := s.Serve(); err != nil {
+				failed <- fmt.Errorf("%s listener: %w", s.Name(), err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := p.admin.Serve(p.adminLn); !errors.Is(err, http.ErrServerClosed) {
+			failed <- fmt.Errorf("admin server: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := p.xds.Run(xdsCtx); err != nil {
+			failed <- err
+		}
+	})
+	p.log.Info("weft-proxy started", "node", p.xds.NodeID(), "control_plane", p.opts.ControlPlane,
+		"outbound", p.outbound.Addr().String(), "inbound", p.inbound.Addr().String(), "admin", p.adminLn.Addr().String())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-failed:
+		p.log.Error("shutting down after a failure", "err", err)
+	}
+	p.drain()
+	stopXDS()
+	wg.Wait()
+	p.transports.CloseIdleConnections()
+	p.log.Info("weft-proxy stopped")
+	return err
+}
+
+// drain stops the listeners gracefully within the drain timeout, then the
+// admin server.
+func (p *Proxy) drain() {
+	p.draining.Store(true)
+	p.log.Info("draining", "timeout", p.opts.DrainTimeout, "in_flight", p.engine.InFlight())
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.DrainTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range []*listener.Server{p.outbound, p.inbound} {
+		wg.Go(func() { _ = s.Shutdown(ctx) })
+	}
+	wg.Wait()
+
+	// Connections closed at the deadline abort their requests at once; give
+	// those handlers a moment to return so nothing outlives Serve.
+	for deadline := time.Now().Add(time.Second); p.engine.InFlight() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	actx, acancel := context.WithTimeout(context.Background(), time.Second)
+	defer acancel()
+	if err := p.admin.Shutdown(actx); err != nil {
+		_ = p.admin.Close()
+	}
+}

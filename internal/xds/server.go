@@ -219,6 +219,13 @@ func (s *Server) onStreamRequest(streamID int64, req *discoverygrpc.DiscoveryReq
 		ts.NackVersion = p.sentByNonce[req.GetResponseNonce()]
 		ts.NackMessage = detail.GetMessage()
 		s.log.Warn("proxy rejected config", "proxy", p.workload.ID, "type", shortType(req.GetTypeUrl()), "version", ts.NackVersion, "reason", detail.GetMessage())
+		// A NACK names the last good version, which differs from the
+		// snapshot's, so the cache would resend the rejected snapshot at
+		// once, forever. Park the watch on the rejected version instead:
+		// the next change to the mesh produces a new snapshot and a push.
+		if ts.NackVersion != "" {
+			req.VersionInfo = ts.NackVersion
+		}
 	} else {
 		ts.Acked = req.GetVersionInfo()
 	}

@@ -111,6 +111,20 @@ func TestServerTracksAcksAndNacks(t *testing.T) {
 		st := s.Status()
 		return len(st) == 1 && st[0].XDS["LDS"] != nil && st[0].XDS["LDS"].NackMessage != ""
 	})
+	// The rejected version is not resent: nothing arrives until the mesh
+	// changes.
+	resent := make(chan *discoverygrpc.DiscoveryResponse, 1)
+	go func() {
+		if r, err := stream.Recv(); err == nil {
+			resent <- r
+		}
+		close(resent)
+	}()
+	select {
+	case r := <-resent:
+		t.Fatalf("the NACKed version was resent: version %q", r.GetVersionInfo())
+	case <-time.After(300 * time.Millisecond):
+	}
 	st := s.Status()[0]
 	if st.Service != "reviews" || st.Labels["version"] != "v1" || st.Address != "127.0.0.1:16006" {
 		t.Errorf("status describes the wrong workload: %+v", st)
@@ -122,9 +136,9 @@ func TestServerTracksAcksAndNacks(t *testing.T) {
 
 	// A new version is sent and ACKed.
 	s.Update(mesh.NewSnapshot("8", "", nil, nil, nil))
-	resp, err = stream.Recv()
-	if err != nil {
-		t.Fatal(err)
+	resp = <-resent
+	if resp == nil {
+		t.Fatal("stream closed before version 8 arrived")
 	}
 	if err := stream.Send(&discoverygrpc.DiscoveryRequest{Node: n, TypeUrl: resource.ListenerType, VersionInfo: "8", ResponseNonce: resp.GetNonce()}); err != nil {
 		t.Fatal(err)

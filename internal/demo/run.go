@@ -740,7 +740,7 @@ func (r *runner) printBanner() {
 	fmt.Fprintf(w, "\nChange the %s split (applied now: %s):\n", SplitService, InitialSplit.File)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, s := range append(append([]Split(nil), OtherSplits...), InitialSplit) {
-		fmt.Fprintf(tw, "  weft apply %s %s -f %s\t# %s\n", ApplyServerFlag, api, filepath.Join(r.dir, s.File), s)
+		fmt.Fprintf(tw, "  %s apply %s %s -f %s\t# %s\n", r.weftCommand(), ApplyServerFlag, api, filepath.Join(r.dir, s.File), s)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "  or without the CLI: curl -sS -H 'Content-Type: application/yaml' --data-binary @FILE %s/api/v1/apply\n", api)
@@ -875,4 +875,30 @@ func (r *runner) removeDir() {
 		return
 	}
 	fmt.Fprintf(r.out, "removed %s\n", r.dir)
+}
+
+// weftCommand is how the user can run the weft binary the demo runs: its
+// bare name when $PATH finds that same file, else its path.
+func (r *runner) weftCommand() string {
+	if found, err := exec.LookPath("weft"); err == nil {
+		if a, b := absPath(found), absPath(r.weft); a == b {
+			return "weft"
+		}
+	}
+	if rel, err := filepath.Rel(mustGetwd(), r.weft); err == nil && !strings.HasPrefix(rel, "..") {
+		return "./" + rel
+	}
+	return r.weft
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func mustGetwd() string {
+	wd, _ := os.Getwd()
+	return wd
 }

@@ -175,7 +175,6 @@ func TestServerRejectsNodesWithoutWorkload(t *testing.T) {
 	}
 }
 
-
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)

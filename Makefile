@@ -5,7 +5,7 @@ GO       ?= go
 BIN      := bin
 PKGS_UNIT = $(shell $(GO) list ./... | grep -v /test/e2e)
 
-.PHONY: all build demo test vet unit e2e fuzz bench clean
+.PHONY: all build demo test vet lint unit e2e fuzz bench clean
 
 all: build
 
@@ -17,10 +17,14 @@ build:
 demo: build
 	$(BIN)/weft demo
 
-test: vet unit e2e
+test: vet lint unit fuzz e2e
 
 vet:
 	$(GO) vet ./...
+
+STATICCHECK_VERSION := v0.8.2
+lint:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 unit:
 	$(GO) test -race -count=1 $(PKGS_UNIT)
@@ -29,9 +33,12 @@ unit:
 e2e:
 	$(GO) test -count=1 -timeout 15m ./test/e2e/...
 
-# Fuzz the parsers of untrusted input for a bounded time each.
+# Fuzz the parsers of untrusted input for a bounded time each; the seed
+# corpora live in each package's testdata/fuzz and run with every unit test.
+FUZZTIME ?= 10s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/proxy/xdsclient/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/proxy/...

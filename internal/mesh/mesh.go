@@ -20,10 +20,12 @@ const DefaultDomainSuffix = "svc.cluster.local"
 // behind it.
 type Workload struct {
 	// ID is the proxy's xDS node ID; unique in the mesh.
-	ID        string            `json:"id"`
-	Service   string            `json:"service"`
-	Namespace string            `json:"namespace"`
-	Labels    map[string]string `json:"labels,omitempty"`
+	ID        string `json:"id"`
+	Service   string `json:"service"`
+	Namespace string `json:"namespace"`
+	// ServiceAccount names the workload's identity within its namespace.
+	ServiceAccount string            `json:"serviceAccount,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
 	// ServicePort is the port clients use for the service (the "80" in reviews:80).
 	ServicePort uint32 `json:"servicePort"`
 	// InboundAddr is the proxy's inbound listener, host:port; it is the
@@ -141,4 +143,19 @@ func (s *Snapshot) ResolveHost(host, ns string) string {
 // Service returns the service with the fully qualified hostname, or nil.
 func (s *Snapshot) Service(hostname string) *Service {
 	return s.byHost[hostname]
+}
+
+// SpiffeID is the workload's identity in trustDomain:
+// spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>.
+func (w *Workload) SpiffeID(trustDomain string) string {
+	return SpiffeID(trustDomain, w.Namespace, w.ServiceAccount)
+}
+
+// SpiffeID builds spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>;
+// an empty service account is "default".
+func SpiffeID(trustDomain, namespace, serviceAccount string) string {
+	if serviceAccount == "" {
+		serviceAccount = "default"
+	}
+	return "spiffe://" + trustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
 }

@@ -69,7 +69,25 @@ type Snapshot struct {
 	VirtualServices  []*VirtualService
 	DestinationRules []*DestinationRule
 
+	// Security holds the mesh's identity and policy settings; its zero value
+	// means security is off (no CA configured), and translation then emits
+	// no TLS.
+	Security Security
+
 	byHost map[string]*Service
+}
+
+// Security is the part of the mesh model that identity and policy read.
+type Security struct {
+	// TrustDomain is the SPIFFE trust domain, e.g. cluster.local.
+	TrustDomain string
+	// TrustBundlePEM holds the CA certificates proxies trust; empty when
+	// the control plane runs without a CA.
+	TrustBundlePEM []byte
+	// RootNamespace holds mesh-wide policy (Istio's istio-system).
+	RootNamespace string
+	// PathNormalization is BASE, MERGE_SLASHES or DECODE_AND_MERGE_SLASHES.
+	PathNormalization string
 }
 
 // NewSnapshot groups workloads into services and indexes the result. It takes

@@ -5,7 +5,7 @@ GO       ?= go
 BIN      := bin
 PKGS_UNIT = $(shell $(GO) list ./... | grep -v /test/e2e)
 
-.PHONY: all build demo test vet lint unit e2e fuzz bench clean
+.PHONY: all build demo test vet lint unit e2e fuzz bench bench-quick bench-micro clean
 
 all: build
 
@@ -40,8 +40,21 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/proxy/xdsclient/
 
+# The benchmark against nginx (bench/, results in docs/PERFORMANCE.md and
+# bench/results/): fortio, weft and nginx on loopback, under 5 minutes. It
+# installs fortio into bench/.tools and, as root, nginx-light with apt-get.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/proxy/...
+	$(GO) run ./bench/cmd/meshbench -mode full -command 'make bench'
+
+# One short round of the same, under a minute; prints the table and writes
+# bench/results/ but leaves docs/PERFORMANCE.md alone.
+bench-quick:
+	$(GO) run ./bench/cmd/meshbench -mode quick -command 'make bench-quick'
+
+# The proxy's Go micro-benchmarks (go test -bench); their table goes into
+# docs/PERFORMANCE.md too.
+bench-micro:
+	$(GO) run ./bench/cmd/meshbench -micro
 
 clean:
 	rm -rf $(BIN)

@@ -61,6 +61,34 @@ var enforced = map[Kind]map[string]bool{
 		"subsets.name",
 		"subsets.labels",
 	),
+	KindPeerAuthentication: set(
+		"selector",
+		"mtls",
+		"portLevelMtls",
+	),
+	// Everything an AuthorizationPolicy may hold is enforced: what weft
+	// cannot enforce (CUSTOM, targetRef, trustDomains, unknown when keys)
+	// is rejected by Validate instead, because an unenforced condition
+	// would make a policy allow more or deny less than it says.
+	KindAuthorizationPolicy: set(
+		"selector",
+		"rules",
+		"action",
+	),
+	KindRequestAuthentication: set(
+		"selector",
+		"jwtRules",
+		"jwtRules.issuer",
+		"jwtRules.audiences",
+		"jwtRules.jwksUri",
+		"jwtRules.jwks",
+		"jwtRules.fromHeaders",
+		"jwtRules.fromParams",
+		"jwtRules.outputPayloadToHeader",
+		"jwtRules.forwardOriginalToken",
+		"jwtRules.timeout",
+		"jwtRules.spaceDelimitedClaims",
+	),
 }
 
 func set(paths ...string) map[string]bool {
@@ -85,15 +113,18 @@ func Analyze(rs []*Resource) []Finding {
 		}
 		var paths []string
 		unenforced(r.Spec.ProtoReflect(), "spec", "", known, func(path string) { paths = append(paths, path) })
-		slices.SortFunc(paths, comparePaths)
+		var rf []Finding
 		for _, p := range paths {
-			findings = append(findings, Finding{
+			rf = append(rf, Finding{
 				Resource: r.String(),
 				Path:     p,
 				Message:  "not enforced yet",
 				Severity: SeverityWarning,
 			})
 		}
+		rf = append(rf, securityFindings(r)...)
+		slices.SortStableFunc(rf, func(a, b Finding) int { return comparePaths(a.Path, b.Path) })
+		findings = append(findings, rf...)
 	}
 	return findings
 }

@@ -66,7 +66,7 @@ func Encode(r *Resource) ([]byte, error) {
 		Spec: spec,
 	}
 	if obj.APIVersion == "" {
-		obj.APIVersion = DefaultAPIVersion
+		obj.APIVersion = r.Kind.DefaultAPIVersion()
 	}
 	if r.Revision != 0 {
 		obj.Metadata.ResourceVersion = strconv.FormatInt(r.Revision, 10)

@@ -17,6 +17,17 @@ func TestParseKind(t *testing.T) {
 		{"destinationrules", KindDestinationRule},
 		{"dr", KindDestinationRule},
 		{" Dr ", KindDestinationRule},
+		{"PeerAuthentication", KindPeerAuthentication},
+		{"peerauthentications", KindPeerAuthentication},
+		{"pa", KindPeerAuthentication},
+		{"peerauthentications.security.istio.io", KindPeerAuthentication},
+		{"AuthorizationPolicy", KindAuthorizationPolicy},
+		{"authorizationpolicies", KindAuthorizationPolicy},
+		{"AP", KindAuthorizationPolicy},
+		{"authorizationpolicy.security.istio.io", KindAuthorizationPolicy},
+		{"RequestAuthentication", KindRequestAuthentication},
+		{"requestauthentications", KindRequestAuthentication},
+		{"ra", KindRequestAuthentication},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in+" is a "+string(tt.want), func(t *testing.T) {
@@ -26,10 +37,10 @@ func TestParseKind(t *testing.T) {
 			}
 		})
 	}
-	for _, in := range []string{"", "gateway", "virtual-service", "v"} {
+	for _, in := range []string{"", "gateway", "virtual-service", "v", "vs.security.istio.io", "pa.networking.istio.io"} {
 		t.Run(in+" is not a kind", func(t *testing.T) {
 			_, err := ParseKind(in)
-			want := `unknown kind "` + in + `", want one of virtualservice (vs), destinationrule (dr)`
+			want := `unknown kind "` + in + `", want one of virtualservice (vs), destinationrule (dr), peerauthentication (pa), authorizationpolicy (ap), requestauthentication (ra)`
 			if err == nil || err.Error() != want {
 				t.Errorf("ParseKind(%q) error = %v, want %s", in, err, want)
 			}

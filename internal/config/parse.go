@@ -21,8 +21,8 @@ import (
 // Kubernetes List ({"kind": "List", "items": [...]}) as kubectl get prints
 // it. Empty documents are skipped.
 //
-// Documents are read as Istio writes them: kinds VirtualService and
-// DestinationRule at any of APIVersions, with the usual Kubernetes metadata
+// Documents are read as Istio writes them: the Kinds at any of their
+// APIVersions (networking.istio.io or security.istio.io), with the usual Kubernetes metadata
 // (name is required, namespace defaults to "default"). Every field of the
 // spec must be one Istio defines; a misspelt field is an error, never
 // silently ignored. Each resource is then validated (see Validate), and a
@@ -317,8 +317,8 @@ func decodeObject(obj any, label string, strict bool) (*Resource, Errors) {
 	case nil:
 		el.add("apiVersion", "required")
 	case string:
-		if !slices.Contains(APIVersions, v) {
-			el.add("apiVersion", "unknown version %q for %s, want one of %s", v, r.Kind, strings.Join(APIVersions, ", "))
+		if versions := r.Kind.APIVersions(); !slices.Contains(versions, v) {
+			el.add("apiVersion", "unknown version %q for %s, want one of %s", v, r.Kind, strings.Join(versions, ", "))
 		}
 		r.APIVersion = v
 	default:

@@ -30,6 +30,22 @@ func TestParseIstioDocs(t *testing.T) {
 		{"httpbin-circuit-breaker.yaml", []string{"DestinationRule default/httpbin"}},
 		{"kubectl-export.yaml", []string{"VirtualService bookinfo/reviews"}},
 		{"list.json", []string{"VirtualService bookinfo/reviews", "DestinationRule bookinfo/reviews"}},
+		{"security-peer-authentication.yaml", []string{
+			"PeerAuthentication istio-system/default", "PeerAuthentication foo/default",
+			"PeerAuthentication foo/finance", "PeerAuthentication foo/finance-unset",
+		}},
+		{"security-authorization-policy.yaml", []string{
+			"AuthorizationPolicy foo/httpbin", "AuthorizationPolicy foo/httpbin-deny", "AuthorizationPolicy foo/httpbin-deny-port",
+			"AuthorizationPolicy ns1/anyname", "AuthorizationPolicy foo/allow-nothing", "AuthorizationPolicy foo/allow-all",
+			"AuthorizationPolicy bar/allow-nothing", "AuthorizationPolicy istio-system/allow-nothing",
+			"AuthorizationPolicy default/dry-run-example", "AuthorizationPolicy foo/fields", "AuthorizationPolicy default/reviews-viewer",
+			"AuthorizationPolicy foo/require-jwt", "AuthorizationPolicy foo/require-jwt-or-healthz",
+		}},
+		{"security-request-authentication.yaml", []string{
+			"RequestAuthentication foo/httpbin", "RequestAuthentication istio-system/req-authn-for-all",
+			"RequestAuthentication foo/two-issuers", "RequestAuthentication foo/jwt-example", "RequestAuthentication foo/every-rule-field",
+		}},
+		{"security-inline-jwks.yaml", []string{"RequestAuthentication payments/inline-keys"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file+" parses as-is", func(t *testing.T) {
@@ -458,7 +474,7 @@ spec: {host: b}
 apiVersion: example.com/v1
 kind: Foo
 metadata: {name: c}
-`, []string{`document 3: kind "Foo": unknown kind, want one of VirtualService, DestinationRule`}},
+`, []string{`document 3: kind "Foo": unknown kind, want one of VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy, RequestAuthentication`}},
 		{"an unknown apiVersion is an error", `
 apiVersion: networking.istio.io/v2
 kind: DestinationRule
@@ -495,7 +511,7 @@ spec: {host: reviews}
 		{"a List whose items are not a list is an error", `{"kind": "List", "items": {}}`,
 			[]string{`document 1: items: want a list, got an object`}},
 		{"an item of a List is named by its place", `{"kind": "List", "items": [{"kind": "Foo"}]}`,
-			[]string{`document 1 items[0]: kind "Foo": unknown kind, want one of VirtualService, DestinationRule`}},
+			[]string{`document 1 items[0]: kind "Foo": unknown kind, want one of VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy, RequestAuthentication`}},
 
 		// Semantic rules.
 		{"a VirtualService without hosts is an error", `
@@ -675,7 +691,7 @@ kind: Foo
 `, []string{
 			"DestinationRule default/a: spec.host: required",
 			`DestinationRule default/b: spec.subsets[1].name: duplicate subset "v1", first at subsets[0]`,
-			`document 3: kind "Foo": unknown kind, want one of VirtualService, DestinationRule`,
+			`document 3: kind "Foo": unknown kind, want one of VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy, RequestAuthentication`,
 		}},
 	}
 	for _, tt := range tests {

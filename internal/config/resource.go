@@ -14,12 +14,18 @@ type Kind string
 
 // The kinds weft accepts.
 const (
-	KindVirtualService  Kind = "VirtualService"
-	KindDestinationRule Kind = "DestinationRule"
+	KindVirtualService        Kind = "VirtualService"
+	KindDestinationRule       Kind = "DestinationRule"
+	KindPeerAuthentication    Kind = "PeerAuthentication"
+	KindAuthorizationPolicy   Kind = "AuthorizationPolicy"
+	KindRequestAuthentication Kind = "RequestAuthentication"
 )
 
 // Kinds lists every accepted kind, in the order the CLI prints them.
-var Kinds = []Kind{KindVirtualService, KindDestinationRule}
+var Kinds = []Kind{
+	KindVirtualService, KindDestinationRule,
+	KindPeerAuthentication, KindAuthorizationPolicy, KindRequestAuthentication,
+}
 
 // Resource is one parsed, validated Istio resource.
 //

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 )
 
 // Validate checks a resource against the rules weft shares with Istio's own
@@ -28,7 +29,14 @@ import (
 //     queryParams, withoutHeaders, corsPolicy.allowOrigins) compiles as
 //     RE2, the syntax Envoy and weft-proxy both use;
 //   - timeouts are not negative, and ports are at most 65535;
-//   - a DestinationRule has a host, and its subsets have distinct names.
+//   - a DestinationRule has a host, and its subsets have distinct names;
+//   - a PeerAuthentication's portLevelMtls has a selector and real ports;
+//   - an AuthorizationPolicy uses only what weft-proxy enforces (no CUSTOM
+//     action, no targetRef, only the supported `when` keys), in Istio's
+//     value forms (exact, "prefix*", "*suffix", "*"), with valid IPs,
+//     CIDRs and ports;
+//   - a RequestAuthentication's rules have an issuer and one source of
+//     keys: a JWK Set that parses, or an http(s) jwksUri.
 //
 // Validate reports every problem it finds, as Errors sorted by field path.
 // Parse calls it for each resource; Decode does not, so that a rule added
@@ -54,6 +62,7 @@ func validate(r *Resource) Errors {
 		el.add("spec", "want a %s, got a %s", proto.MessageName(want), proto.MessageName(r.Spec))
 		return el.errs
 	}
+	checkAnnotations(el, r)
 	rangeMessages(r.Spec.ProtoReflect(), "spec", func(m protoreflect.Message, path string) {
 		switch x := m.Interface().(type) {
 		case *networking.VirtualService:
@@ -88,6 +97,12 @@ func validate(r *Resource) Errors {
 			}
 		case *networking.DestinationRule:
 			checkDestinationRule(el, x, path)
+		case *security.PeerAuthentication:
+			checkPeerAuthentication(el, x, path)
+		case *security.AuthorizationPolicy:
+			checkAuthorizationPolicy(el, x, path)
+		case *security.RequestAuthentication:
+			checkRequestAuthentication(el, x, path)
 		}
 	})
 	slices.SortStableFunc(el.errs, func(a, b FieldError) int { return comparePaths(a.Path, b.Path) })

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
+	typev1beta1 "istio.io/api/type/v1beta1"
 )
 
 // DefaultDomainSuffix is the suffix of every mesh service's fully qualified
@@ -60,6 +62,27 @@ type DestinationRule struct {
 	Spec            *networking.DestinationRule
 }
 
+// PeerAuthentication is a stored PeerAuthentication with its identity.
+type PeerAuthentication struct {
+	Name, Namespace string
+	Spec            *security.PeerAuthentication
+}
+
+// AuthorizationPolicy is a stored AuthorizationPolicy with its identity.
+type AuthorizationPolicy struct {
+	Name, Namespace string
+	// DryRun is set by the annotation istio.io/dry-run: "true"; such a
+	// policy is not enforced.
+	DryRun bool
+	Spec   *security.AuthorizationPolicy
+}
+
+// RequestAuthentication is a stored RequestAuthentication with its identity.
+type RequestAuthentication struct {
+	Name, Namespace string
+	Spec            *security.RequestAuthentication
+}
+
 // Snapshot is the whole mesh at one moment. Build one with NewSnapshot.
 type Snapshot struct {
 	// Version changes whenever anything in the snapshot changes.
@@ -73,6 +96,18 @@ type Snapshot struct {
 	// means security is off (no CA configured), and translation then emits
 	// no TLS.
 	Security Security
+
+	// The security policies, each sorted by namespace and name; set them
+	// with SetPolicies.
+	PeerAuthentications    []*PeerAuthentication
+	AuthorizationPolicies  []*AuthorizationPolicy
+	RequestAuthentications []*RequestAuthentication
+	// JWKS holds the key sets the control plane fetched for
+	// RequestAuthentication rules, by the URI they came from: a rule's
+	// jwksUri, or the OpenID discovery URI of its issuer
+	// (jwks.DiscoveryURI) when it has neither jwks nor jwksUri. A URI that
+	// has not been fetched yet is absent.
+	JWKS map[string]string
 
 	byHost map[string]*Service
 }
@@ -129,6 +164,52 @@ func sortByNamespaceName[T any](items []T, key func(T) (string, string)) {
 		}
 		return mi < mj
 	})
+}
+
+// SetPolicies stores the security policies in s, sorted by namespace and
+// name. Like NewSnapshot it takes ownership of its arguments; call it only
+// while building s, before anyone reads it.
+func (s *Snapshot) SetPolicies(pas []*PeerAuthentication, aps []*AuthorizationPolicy, ras []*RequestAuthentication) {
+	sortByNamespaceName(pas, func(p *PeerAuthentication) (string, string) { return p.Namespace, p.Name })
+	sortByNamespaceName(aps, func(p *AuthorizationPolicy) (string, string) { return p.Namespace, p.Name })
+	sortByNamespaceName(ras, func(p *RequestAuthentication) (string, string) { return p.Namespace, p.Name })
+	s.PeerAuthentications, s.AuthorizationPolicies, s.RequestAuthentications = pas, aps, ras
+}
+
+// DefaultRootNamespace holds mesh-wide policy when Security.RootNamespace
+// is empty; it is Istio's, so that Istio's mesh-wide YAML works unchanged.
+const DefaultRootNamespace = "istio-system"
+
+// RootNamespace is the namespace whose policies apply mesh-wide.
+func (s *Snapshot) RootNamespace() string {
+	if s.Security.RootNamespace != "" {
+		return s.Security.RootNamespace
+	}
+	return DefaultRootNamespace
+}
+
+// PolicyApplies reports whether a policy in namespace ns with selector sel
+// applies to workload w, as Istio decides it for AuthorizationPolicy and
+// RequestAuthentication: the policy is in w's namespace or in the root
+// namespace (which makes it mesh-wide), and its selector matches w's
+// labels. A nil or empty selector matches every workload.
+// PeerAuthentication has rules of its own (see translate).
+func (s *Snapshot) PolicyApplies(ns string, sel *typev1beta1.WorkloadSelector, w *Workload) bool {
+	if ns != w.Namespace && ns != s.RootNamespace() {
+		return false
+	}
+	return SelectorMatches(sel, w.Labels)
+}
+
+// SelectorMatches reports whether labels has every label of sel; a nil or
+// empty selector matches anything.
+func SelectorMatches(sel *typev1beta1.WorkloadSelector, labels map[string]string) bool {
+	for k, v := range sel.GetMatchLabels() {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 // FQDN is the fully qualified hostname of service name in namespace.

@@ -111,6 +111,50 @@ func (s *Store) Commit(ctx context.Context, writes []Write) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
+// Create puts every write in one transaction if none of their keys exists
+// yet, and otherwise writes nothing. Either way it returns what the keys
+// hold afterwards, in the order of writes, and whether this call wrote them:
+// when several processes race to create the same keys, exactly one wins and
+// all of them see the winner's values. Deletes are not allowed in writes.
+// It fails if only some of the keys exist.
+func (s *Store) Create(ctx context.Context, writes []Write) ([]KV, bool, error) {
+	cmps := make([]clientv3.Cmp, 0, len(writes))
+	puts := make([]clientv3.Op, 0, len(writes))
+	gets := make([]clientv3.Op, 0, len(writes))
+	for _, w := range writes {
+		if w.Delete {
+			return nil, false, fmt.Errorf("create %s: a delete is not a create", w.Key)
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(w.Key), "=", 0))
+		puts = append(puts, clientv3.OpPut(w.Key, string(w.Value)))
+		gets = append(gets, clientv3.OpGet(w.Key))
+	}
+	resp, err := s.client.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
+	if err != nil {
+		return nil, false, fmt.Errorf("create %d keys: %w", len(writes), err)
+	}
+	out := make([]KV, len(writes))
+	if resp.Succeeded {
+		for i, w := range writes {
+			out[i] = KV{Key: w.Key, Value: w.Value, ModRevision: resp.Header.Revision}
+		}
+		return out, true, nil
+	}
+	var missing []string
+	for i, r := range resp.Responses {
+		kvs := r.GetResponseRange().GetKvs()
+		if len(kvs) == 0 {
+			missing = append(missing, writes[i].Key)
+			continue
+		}
+		out[i] = KV{Key: string(kvs[0].Key), Value: kvs[0].Value, ModRevision: kvs[0].ModRevision}
+	}
+	if len(missing) > 0 {
+		return nil, false, fmt.Errorf("create: the store holds only some of the keys; missing %v", missing)
+	}
+	return out, false, nil
+}
+
 // Delete removes key and reports whether it existed.
 func (s *Store) Delete(ctx context.Context, key string) (bool, error) {
 	resp, err := s.client.Delete(ctx, key)

@@ -19,16 +19,20 @@ func WorkloadFromNode(node *corev3.Node) (*mesh.Workload, error) {
 	md := node.GetMetadata().GetFields()
 	str := func(k string) string { return md[k].GetStringValue() }
 	w := &mesh.Workload{
-		ID:           node.GetId(),
-		Service:      str("service"),
-		Namespace:    str("namespace"),
-		InboundAddr:  str("inbound_addr"),
-		OutboundAddr: str("outbound_addr"),
-		AppAddr:      str("app_addr"),
-		AdminAddr:    str("admin_addr"),
+		ID:             node.GetId(),
+		Service:        str("service"),
+		Namespace:      str("namespace"),
+		ServiceAccount: str("service_account"),
+		InboundAddr:    str("inbound_addr"),
+		OutboundAddr:   str("outbound_addr"),
+		AppAddr:        str("app_addr"),
+		AdminAddr:      str("admin_addr"),
 	}
 	if w.Namespace == "" {
 		w.Namespace = "default"
+	}
+	if w.ServiceAccount == "" {
+		w.ServiceAccount = "default"
 	}
 	port := md["service_port"].GetNumberValue()
 	if port != float64(uint32(port)) {

@@ -24,8 +24,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/weft-mesh/weft/internal/ca"
 	"github.com/weft-mesh/weft/internal/mesh"
 	"github.com/weft-mesh/weft/internal/translate"
 )
@@ -38,10 +40,28 @@ type Registrar interface {
 	Register(ctx context.Context, w *mesh.Workload) (release func(), err error)
 }
 
+// Authenticator checks the credentials of a gRPC call to the xDS port.
+// Authenticate is called once per call (each ADS stream, each CA request),
+// from the call's goroutine, before the call runs; it returns the identity
+// the call proves, or an error saying why it proves none (the call then
+// ends with Unauthenticated and that reason).
+type Authenticator interface {
+	Authenticate(ctx context.Context) (ca.Identity, error)
+}
+
 // Options configures a Server.
 type Options struct {
 	Logger    *slog.Logger
 	Registrar Registrar
+	// Authenticator, when set, guards every call on the server: ADS and
+	// the services registered with RegisterService. The verified identity
+	// is in each call's context (ca.FromContext), and an ADS stream whose
+	// node metadata names another namespace or service account than that
+	// identity is refused with PermissionDenied. Nil accepts every call
+	// unauthenticated: for tests only.
+	Authenticator Authenticator
+	// ServerOptions are added to the gRPC server's, e.g. TLS credentials.
+	ServerOptions []grpc.ServerOption
 }
 
 // Server is the ADS server. Create it with New, feed it mesh snapshots with
@@ -49,6 +69,7 @@ type Options struct {
 type Server struct {
 	log       *slog.Logger
 	registrar Registrar
+	auth      Authenticator
 	cache     cachev3.SnapshotCache
 	grpc      *grpc.Server
 
@@ -61,12 +82,16 @@ type Server struct {
 	mesh    *mesh.Snapshot
 	streams map[int64]*proxyState // by stream ID, once the node is known
 	proxies map[string]*proxyState
+	// callers holds the verified identity of each open stream, from its
+	// opening until it closes, when an Authenticator is set.
+	callers map[int64]ca.Identity
 }
 
 // proxyState is one connected proxy. Fields below mu in Server are guarded
 // by Server.mu.
 type proxyState struct {
 	workload    *mesh.Workload
+	identity    string // the SPIFFE ID its token proved; empty without authentication
 	streamID    int64
 	connectedAt time.Time
 	release     func()
@@ -87,9 +112,12 @@ type TypeStatus struct {
 
 // ProxyStatus describes one connected proxy for `weft proxy-status`.
 type ProxyStatus struct {
-	ID          string                 `json:"id"`
-	Service     string                 `json:"service"`
-	Namespace   string                 `json:"namespace"`
+	ID             string `json:"id"`
+	Service        string `json:"service"`
+	Namespace      string `json:"namespace"`
+	ServiceAccount string `json:"serviceAccount"`
+	// Identity is the SPIFFE ID the proxy's token proved.
+	Identity    string                 `json:"identity,omitempty"`
 	Labels      map[string]string      `json:"labels,omitempty"`
 	Address     string                 `json:"address"`
 	ConnectedAt time.Time              `json:"connectedAt"`
@@ -123,21 +151,94 @@ func New(ctx context.Context, opts Options) *Server {
 	s := &Server{
 		log:       logger,
 		registrar: opts.Registrar,
+		auth:      opts.Authenticator,
 		cache:     cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil),
 		streams:   map[int64]*proxyState{},
 		proxies:   map[string]*proxyState{},
+		callers:   map[int64]ca.Identity{},
 	}
 	xdsServer := serverv3.NewServer(ctx, s.cache, serverv3.CallbackFuncs{
-		StreamRequestFunc:  s.onStreamRequest,
-		StreamResponseFunc: s.onStreamResponse,
-		StreamClosedFunc:   s.onStreamClosed,
+		StreamOpenFunc:      s.onStreamOpen,
+		StreamRequestFunc:   s.onStreamRequest,
+		StreamResponseFunc:  s.onStreamResponse,
+		StreamClosedFunc:    s.onStreamClosed,
+		DeltaStreamOpenFunc: func(context.Context, int64, string) error { return errNoDelta },
 	}, sotw.WithOrderedADS())
-	s.grpc = grpc.NewServer(
+	sopts := []grpc.ServerOption{
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)
+	}
+	if s.auth != nil {
+		sopts = append(sopts, grpc.ChainUnaryInterceptor(s.authUnary), grpc.ChainStreamInterceptor(s.authStream))
+	}
+	s.grpc = grpc.NewServer(append(sopts, opts.ServerOptions...)...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(s.grpc, xdsServer)
 	return s
+}
+
+// errNoDelta refuses incremental xDS, which weft does not serve yet.
+var errNoDelta = status.Error(codes.Unimplemented, "weft serves state-of-the-world ADS only, not delta xDS")
+
+// RegisterService registers another gRPC service (the CA) on the xDS
+// port, behind the same authentication. Call it before Serve.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	s.grpc.RegisterService(desc, impl)
+}
+
+var _ grpc.ServiceRegistrar = (*Server)(nil)
+
+// authenticate runs the Authenticator and returns ctx with the caller's
+// identity, or an Unauthenticated status.
+func (s *Server) authenticate(ctx context.Context, method string) (context.Context, error) {
+	id, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		addr := ""
+		if p, ok := peer.FromContext(ctx); ok {
+			addr = p.Addr.String()
+		}
+		s.log.Warn("refused unauthenticated call", "method", method, "peer", addr, "err", err)
+		return nil, status.Error(codes.Unauthenticated, "authenticate: "+err.Error())
+	}
+	return ca.NewContext(ctx, id), nil
+}
+
+func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := s.authenticate(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := s.authenticate(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
+}
+
+// authedStream is a server stream whose context carries the caller.
+type authedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (a *authedStream) Context() context.Context { return a.ctx }
+
+// onStreamOpen remembers the identity behind a new ADS stream.
+func (s *Server) onStreamOpen(ctx context.Context, streamID int64, _ string) error {
+	if s.auth == nil {
+		return nil
+	}
+	id, ok := ca.FromContext(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "no verified token on this stream")
+	}
+	s.mu.Lock()
+	s.callers[streamID] = id
+	s.mu.Unlock()
+	return nil
 }
 
 // Serve serves ADS on lis until Stop.
@@ -241,6 +342,23 @@ func (s *Server) connect(streamID int64, node *corev3.Node) (*proxyState, error)
 		s.log.Warn("rejected proxy", "node", node.GetId(), "err", err)
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	var identity string
+	if s.auth != nil {
+		s.mu.Lock()
+		id, ok := s.callers[streamID]
+		s.mu.Unlock()
+		if !ok {
+			return nil, status.Error(codes.Unauthenticated, "no verified token on this stream")
+		}
+		if id.Namespace != w.Namespace || id.ServiceAccount != w.ServiceAccount {
+			err := fmt.Errorf("the token proves %s but the node metadata claims namespace %q, service account %q: "+
+				"start the proxy with --namespace %s --service-account %s, or with a token for its identity",
+				id, w.Namespace, w.ServiceAccount, id.Namespace, id.ServiceAccount)
+			s.log.Warn("rejected proxy", "node", w.ID, "err", err)
+			return nil, status.Error(codes.PermissionDenied, err.Error())
+		}
+		identity = id.SpiffeID()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	release := func() {}
@@ -252,6 +370,7 @@ func (s *Server) connect(streamID int64, node *corev3.Node) (*proxyState, error)
 	}
 	p := &proxyState{
 		workload:    w,
+		identity:    identity,
 		streamID:    streamID,
 		connectedAt: time.Now(),
 		release:     release,
@@ -270,7 +389,7 @@ func (s *Server) connect(streamID int64, node *corev3.Node) (*proxyState, error)
 	s.proxies[w.ID] = p
 	snap := s.mesh
 	s.mu.Unlock()
-	s.log.Info("proxy connected", "proxy", w.ID, "service", w.Service, "namespace", w.Namespace, "inbound", w.InboundAddr)
+	s.log.Info("proxy connected", "proxy", w.ID, "service", w.Service, "namespace", w.Namespace, "service_account", w.ServiceAccount, "inbound", w.InboundAddr)
 	s.push(snap, p)
 	return p, nil
 }
@@ -290,6 +409,7 @@ func (s *Server) onStreamClosed(streamID int64, _ *corev3.Node) {
 	s.mu.Lock()
 	p := s.streams[streamID]
 	delete(s.streams, streamID)
+	delete(s.callers, streamID)
 	if p != nil && s.proxies[p.workload.ID] == p {
 		delete(s.proxies, p.workload.ID)
 	}
@@ -324,13 +444,15 @@ func (s *Server) Status() []ProxyStatus {
 	out := make([]ProxyStatus, 0, len(s.proxies))
 	for _, p := range s.proxies {
 		st := ProxyStatus{
-			ID:          p.workload.ID,
-			Service:     p.workload.Service,
-			Namespace:   p.workload.Namespace,
-			Labels:      p.workload.Labels,
-			Address:     p.workload.InboundAddr,
-			ConnectedAt: p.connectedAt,
-			XDS:         map[string]*TypeStatus{},
+			ID:             p.workload.ID,
+			Service:        p.workload.Service,
+			Namespace:      p.workload.Namespace,
+			ServiceAccount: p.workload.ServiceAccount,
+			Identity:       p.identity,
+			Labels:         p.workload.Labels,
+			Address:        p.workload.InboundAddr,
+			ConnectedAt:    p.connectedAt,
+			XDS:            map[string]*TypeStatus{},
 		}
 		for k, v := range p.types {
 			c := *v

@@ -408,10 +408,13 @@ func (c *Client) resources() Resources {
 	r.Endpoints, _ = c.sets[TypeEndpoints].(map[string]*Endpoints)
 	r.Listeners, _ = c.sets[TypeListener].(map[string]*Listener)
 	r.Routes, _ = c.sets[TypeRoute].(map[string]*route.Table)
+	r.Secrets, _ = c.sets[TypeSecret].(map[string]*Secret)
 	c.mu.Lock()
 	for t := range numTypes {
 		r.Versions[t.String()] = c.status.Types[t].VersionAcked
-		r.Complete = r.Complete && c.accepted[t]
+		if t < numCoreTypes {
+			r.Complete = r.Complete && c.accepted[t]
+		}
 	}
 	c.mu.Unlock()
 	return r

@@ -112,9 +112,9 @@ func TestClientSubscribesWithNodeInContractOrder(t *testing.T) {
 	srv := xdstest.NewServer(t, "127.0.0.1:0")
 	c, _ := startClient(t, srv.Addr)
 
-	srv.WaitRequest(ctx, t, "for RDS", func(r *discoverypb.DiscoveryRequest) bool { return r.GetTypeUrl() == RouteURL })
-	reqs := srv.Requests()[:4]
-	for i, want := range []string{ClusterURL, EndpointsURL, ListenerURL, RouteURL} {
+	srv.WaitRequest(ctx, t, "for SDS", func(r *discoverypb.DiscoveryRequest) bool { return r.GetTypeUrl() == SecretURL })
+	reqs := srv.Requests()[:5]
+	for i, want := range []string{ClusterURL, EndpointsURL, ListenerURL, RouteURL, SecretURL} {
 		if got := reqs[i].GetTypeUrl(); got != want {
 			t.Errorf("subscription %d is %s, want %s", i, got, want)
 		}

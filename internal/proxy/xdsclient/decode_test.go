@@ -78,11 +78,11 @@ func TestDecodeNACKMessages(t *testing.T) {
 		{"a cluster with lb_policy MAGLEV is rejected", TypeCluster,
 			[]proto.Message{with(xdstest.EDSCluster(reviews), func(c *clusterpb.Cluster) { c.LbPolicy = clusterpb.Cluster_MAGLEV })},
 			"cluster " + reviews + ": lb_policy: MAGLEV not supported, want ROUND_ROBIN"},
-		{"a cluster with a transport socket is rejected", TypeCluster,
+		{"a cluster with a transport socket without a TLS context is rejected", TypeCluster,
 			[]proto.Message{with(xdstest.EDSCluster(reviews), func(c *clusterpb.Cluster) {
 				c.TransportSocket = &corepb.TransportSocket{Name: "envoy.transport_sockets.tls"}
 			})},
-			"cluster " + reviews + ": transport_socket: not supported"},
+			"cluster " + reviews + ": transport_socket.typed_config: required: want an UpstreamTlsContext"},
 		{"a cluster with circuit breakers is rejected", TypeCluster,
 			[]proto.Message{with(xdstest.EDSCluster(reviews), func(c *clusterpb.Cluster) { c.CircuitBreakers = &clusterpb.CircuitBreakers{} })},
 			"cluster " + reviews + ": circuit_breakers: not supported"},
@@ -161,11 +161,11 @@ func TestDecodeNACKMessages(t *testing.T) {
 				l.FilterChains[0].Filters = append(l.FilterChains[0].Filters, l.FilterChains[0].Filters[0])
 			}), inbound()},
 			"listener outbound: filter_chains[0].filters: want exactly one filter, envoy.filters.network.http_connection_manager, got 2"},
-		{"listener filters are rejected", TypeListener,
+		{"listener filters on the outbound listener are rejected", TypeListener,
 			[]proto.Message{with(xdstest.Listeners()[0], func(l *listenerpb.Listener) {
 				l.ListenerFilters = []*listenerpb.ListenerFilter{{Name: "envoy.filters.listener.tls_inspector"}}
 			}), inbound()},
-			"listener outbound: listener_filters: not supported"},
+			"listener outbound: listener_filters: not supported on the outbound listener: only the inbound listener terminates mTLS"},
 		{"an HTTP filter other than the router is rejected", TypeListener,
 			[]proto.Message{hcmListener(func(h *hcmpb.HttpConnectionManager) {
 				h.HttpFilters = append([]*hcmpb.HttpFilter{faultFilter(false)}, h.HttpFilters...)
@@ -380,7 +380,12 @@ func TestDecodeClusterDefaults(t *testing.T) {
 // FuzzDecode feeds arbitrary bytes to every decoder as the value of a
 // correctly typed resource: decoding untrusted input must never panic.
 func FuzzDecode(f *testing.F) {
-	for _, m := range []proto.Message{xdstest.EDSCluster(reviews), xdstest.LoadAssignment(reviews, "10.0.0.1:80"), inbound(), routes(func(*routepb.Route) {})} {
+	for _, m := range []proto.Message{
+		xdstest.EDSCluster(reviews), xdstest.LoadAssignment(reviews, "10.0.0.1:80"), inbound(), routes(func(*routepb.Route) {}),
+		xdstest.MTLSCluster(reviews, "spiffe://cluster.local/ns/default/sa/reviews"),
+		xdstest.InboundMTLS("127.0.0.1:15006", xdstest.Permissive, xdstest.SecureHCM("inbound")),
+		xdstest.RootCA([]byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")),
+	} {
 		b, _ := proto.Marshal(m)
 		f.Add(b)
 	}

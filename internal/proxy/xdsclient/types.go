@@ -1,6 +1,6 @@
 // Package xdsclient is weft-proxy's xDS client: one ADS stream in
 // state-of-the-world mode to the control plane, subscribed to clusters,
-// endpoints, listeners and routes.
+// endpoints, listeners, routes and secrets.
 //
 // Every response is decoded and validated into weft's own runtime types
 // (this file) against the subset docs/xds.md defines, then ACKed; a response
@@ -15,13 +15,15 @@
 package xdsclient
 
 import (
+	"slices"
 	"time"
 
 	"github.com/weft-mesh/weft/internal/proxy/cluster"
+	"github.com/weft-mesh/weft/internal/proxy/mtls"
 	"github.com/weft-mesh/weft/internal/proxy/route"
 )
 
-// Type is one of the four resource types weft subscribes to.
+// Type is one of the resource types weft subscribes to.
 type Type int
 
 // The resource types, in subscription order.
@@ -30,8 +32,13 @@ const (
 	TypeEndpoints             // EDS
 	TypeListener              // LDS
 	TypeRoute                 // RDS
+	TypeSecret                // SDS
 	numTypes
 )
+
+// numCoreTypes are the types a configuration needs to be complete; secrets
+// are needed only when a cluster or listener refers to one.
+const numCoreTypes = TypeSecret
 
 // Type URLs of the resources weft understands.
 const (
@@ -39,17 +46,18 @@ const (
 	EndpointsURL = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 	ListenerURL  = "type.googleapis.com/envoy.config.listener.v3.Listener"
 	RouteURL     = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	SecretURL    = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
 	hcmURL    = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 	routerURL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 )
 
 var (
-	typeURLs  = [numTypes]string{ClusterURL, EndpointsURL, ListenerURL, RouteURL}
-	typeNames = [numTypes]string{"CDS", "EDS", "LDS", "RDS"}
+	typeURLs  = [numTypes]string{ClusterURL, EndpointsURL, ListenerURL, RouteURL, SecretURL}
+	typeNames = [numTypes]string{"CDS", "EDS", "LDS", "RDS", "SDS"}
 )
 
-// String is the type's short name: CDS, EDS, LDS or RDS.
+// String is the type's short name: CDS, EDS, LDS, RDS or SDS.
 func (t Type) String() string { return typeNames[t] }
 
 // URL is the type's type URL.
@@ -73,6 +81,56 @@ type Listener struct {
 	// InlineRoutes is set when the listener carries its route configuration
 	// inline instead of naming one from RDS.
 	InlineRoutes *route.Table `json:"inline_routes,omitempty"`
+
+	// InspectTLS is set when the listener has the tls_inspector listener
+	// filter: each connection is classified as TLS or plaintext by its
+	// first byte, and served by the matching filter chain, if any.
+	InspectTLS bool `json:"inspect_tls,omitempty"`
+	// TLS is the filter chain for TLS connections (transport_protocol
+	// "tls"); nil when the listener has none.
+	TLS *DownstreamTLS `json:"tls,omitempty"`
+	// Plaintext is true when the listener serves plaintext connections:
+	// a listener without tls_inspector has one plaintext chain; with it,
+	// only if it has a "raw_buffer" chain.
+	Plaintext bool `json:"plaintext"`
+	// ForwardClientCert is how x-forwarded-client-cert is treated on
+	// requests: "SANITIZE" (Envoy's default: drop it) or "SANITIZE_SET"
+	// (drop it and, for mTLS peers, set it from the verified peer).
+	ForwardClientCert string `json:"forward_client_cert"`
+}
+
+// UpstreamTLS is a cluster's decoded UpstreamTlsContext: mTLS to every
+// endpoint of the cluster.
+type UpstreamTLS struct {
+	// SNI is the server name sent; weft's control plane sends the cluster
+	// name.
+	SNI string `json:"sni"`
+	// SubjectAltNames are the SPIFFE IDs (URI SANs, matched exactly) a
+	// server may have. An empty list accepts no server.
+	SubjectAltNames []string `json:"subject_alt_names"`
+	// ValidationSecret names the Secret holding the trust bundle; always
+	// ROOTCA.
+	ValidationSecret string `json:"validation_secret"`
+}
+
+// DownstreamTLS is a listener's decoded DownstreamTlsContext: TLS 1.3,
+// client certificate required and verified against ValidationSecret.
+type DownstreamTLS struct {
+	// ALPN are the application protocols offered, in order of preference:
+	// h2 and/or http/1.1.
+	ALPN []string `json:"alpn"`
+	// ValidationSecret names the Secret holding the trust bundle; always
+	// ROOTCA.
+	ValidationSecret string `json:"validation_secret"`
+}
+
+// Secret is a decoded Secret. The only secret the control plane sends is
+// ROOTCA, a trust bundle; the proxy's own certificate ("default") never
+// comes over xDS.
+type Secret struct {
+	Name string `json:"name"`
+	// Roots is the parsed trust bundle.
+	Roots *mtls.Roots `json:"trusted_ca"`
 }
 
 // ClusterType is how a cluster gets its endpoints.
@@ -93,6 +151,8 @@ type Cluster struct {
 	ConnectTimeout time.Duration `json:"connect_timeout"`
 	// Endpoints are the inline endpoints of a STATIC cluster.
 	Endpoints []cluster.Endpoint `json:"endpoints,omitempty"`
+	// TLS is set when requests to the cluster go over mTLS (and HTTP/2).
+	TLS *UpstreamTLS `json:"tls,omitempty"`
 }
 
 // Endpoints is a decoded ClusterLoadAssignment: the usable endpoints of one
@@ -110,8 +170,45 @@ type Resources struct {
 	Endpoints map[string]*Endpoints   `json:"endpoints"`
 	Listeners map[string]*Listener    `json:"listeners"`
 	Routes    map[string]*route.Table `json:"routes"`
+	Secrets   map[string]*Secret      `json:"secrets"`
 	Versions  map[string]string       `json:"versions"` // by type short name, the ACKed version
-	// Complete is true once each of the four types has been accepted at
-	// least once, that is, once the proxy has a full configuration.
+	// Complete is true once each of clusters, endpoints, listeners and
+	// routes has been accepted at least once, that is, once the proxy has a
+	// full configuration. Secrets do not count: a configuration that refers
+	// to one the proxy does not have is held back by the proxy until it
+	// arrives (see MissingSecrets).
 	Complete bool `json:"complete"`
+}
+
+// MissingSecrets lists, sorted, the secrets that clusters or listeners
+// refer to and that have not been received, each as "<secret> (for
+// <cluster or listener>)" naming the first referrer in name order. The proxy
+// holds back a configuration with missing secrets, as Envoy keeps a cluster
+// warming until its secrets arrive.
+func (r Resources) MissingSecrets() []string {
+	need := map[string]string{} // secret -> first referrer
+	refer := func(secret, who string) {
+		if _, ok := r.Secrets[secret]; ok {
+			return
+		}
+		if prev, ok := need[secret]; !ok || who < prev {
+			need[secret] = who
+		}
+	}
+	for name, c := range r.Clusters {
+		if c.TLS != nil {
+			refer(c.TLS.ValidationSecret, "cluster "+name)
+		}
+	}
+	for name, l := range r.Listeners {
+		if l.TLS != nil {
+			refer(l.TLS.ValidationSecret, "listener "+name)
+		}
+	}
+	out := make([]string, 0, len(need))
+	for s, who := range need {
+		out = append(out, s+" (for "+who+")")
+	}
+	slices.Sort(out)
+	return out
 }

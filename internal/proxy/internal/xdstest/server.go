@@ -91,6 +91,9 @@ type Snapshot struct {
 	Endpoints []types.Resource
 	Listeners []types.Resource
 	Routes    []types.Resource
+	// Secrets are always sent, even when empty, as weft's control plane
+	// does.
+	Secrets []types.Resource
 }
 
 // Push installs snap as version for every node.
@@ -101,6 +104,7 @@ func (s *Server) Push(t testing.TB, version string, snap Snapshot) {
 		resource.EndpointType: snap.Endpoints,
 		resource.ListenerType: snap.Listeners,
 		resource.RouteType:    snap.Routes,
+		resource.SecretType:   snap.Secrets,
 	})
 	if err != nil {
 		t.Fatalf("xdstest: snapshot: %v", err)

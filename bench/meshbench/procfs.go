@@ -1,0 +1,135 @@
+package meshbench
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat.
+// Linux fixes it at 100 on every architecture weft runs on; Go cannot ask
+// sysconf(_SC_CLK_TCK) without cgo.
+const clockTicks = 100
+
+// cpuTicks is a process's user and system CPU time so far, all threads
+// included, in clock ticks.
+type cpuTicks struct {
+	User, System uint64
+}
+
+// Seconds is the total CPU time in seconds.
+func (c cpuTicks) Seconds() float64 { return float64(c.User+c.System) / clockTicks }
+
+// parseStat reads utime and stime (fields 14 and 15) and the parent PID
+// (field 4) out of the contents of /proc/PID/stat. The command name (field
+// 2) may hold spaces and parentheses, so fields are counted from the last
+// ')'.
+func parseStat(s string) (ppid int, cpu cpuTicks, err error) {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, cpuTicks{}, errors.New("parse /proc stat: no ')' after the command name")
+	}
+	// After ") ": field 3 (state) is f[0], so field n is f[n-3].
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, cpuTicks{}, fmt.Errorf("parse /proc stat: %d fields after the command name, want at least 13", len(f))
+	}
+	if ppid, err = strconv.Atoi(f[1]); err != nil {
+		return 0, cpuTicks{}, fmt.Errorf("parse /proc stat: ppid: %w", err)
+	}
+	if cpu.User, err = strconv.ParseUint(f[11], 10, 64); err != nil {
+		return 0, cpuTicks{}, fmt.Errorf("parse /proc stat: utime: %w", err)
+	}
+	if cpu.System, err = strconv.ParseUint(f[12], 10, 64); err != nil {
+		return 0, cpuTicks{}, fmt.Errorf("parse /proc stat: stime: %w", err)
+	}
+	return ppid, cpu, nil
+}
+
+// memory is a process's resident set, in KiB: now and at its peak since
+// the process started or since the peak was last reset.
+type memory struct {
+	RSSKiB, HWMKiB int64
+}
+
+// parseStatus reads VmRSS and VmHWM out of the contents of /proc/PID/status.
+func parseStatus(s string) (memory, error) {
+	var m memory
+	var seen int
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (key != "VmRSS" && key != "VmHWM") {
+			continue
+		}
+		f := strings.Fields(val)
+		if len(f) != 2 || f[1] != "kB" {
+			return memory{}, fmt.Errorf("parse /proc status: %s: unexpected value %q", key, val)
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return memory{}, fmt.Errorf("parse /proc status: %s: %w", key, err)
+		}
+		if key == "VmRSS" {
+			m.RSSKiB = n
+		} else {
+			m.HWMKiB = n
+		}
+		seen++
+	}
+	if seen != 2 {
+		return memory{}, errors.New("parse /proc status: VmRSS or VmHWM missing (kernel thread or zombie?)")
+	}
+	return m, nil
+}
+
+func readCPU(pid int) (cpuTicks, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return cpuTicks{}, err
+	}
+	_, c, err := parseStat(string(b))
+	return c, err
+}
+
+func readMemory(pid int) (memory, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return memory{}, err
+	}
+	return parseStatus(string(b))
+}
+
+// resetPeakRSS makes VmHWM start again from the current RSS (writing 5 to
+// clear_refs, Linux 4.0+). It needs the right to ptrace the process, which
+// its parent running as the same user has.
+func resetPeakRSS(pid int) error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
+// childrenOf lists the processes whose parent is ppid, by scanning /proc.
+func childrenOf(ppid int) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if p, _, err := parseStat(string(b)); err == nil && p == ppid {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
+}

@@ -45,8 +45,14 @@ type processes struct {
 	logDir string
 }
 
-// start runs bin with args in the background.
+// start runs bin with args in the background, with the harness's
+// environment.
 func (ps *processes) start(name, bin string, args ...string) (*process, error) {
+	return ps.startEnv(name, nil, bin, args...)
+}
+
+// startEnv is start with extra environment variables (KEY=value).
+func (ps *processes) startEnv(name string, env []string, bin string, args ...string) (*process, error) {
 	safe := strings.Map(func(r rune) rune {
 		if r == ' ' || r == '/' {
 			return '-'
@@ -60,6 +66,9 @@ func (ps *processes) start(name, bin string, args ...string) (*process, error) {
 	}
 	p := &process{name: name, logPath: logPath, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	setProcessGroup(p.cmd)
 	if err := p.cmd.Start(); err != nil {

@@ -133,3 +133,37 @@ func childrenOf(ppid int) ([]int, error) {
 	}
 	return out, nil
 }
+
+// establishedTo counts the established TCP connections accepted on
+// loopback port port, from the contents of /proc/net/tcp or /proc/net/tcp6:
+// the rows whose local port is port and whose state is 01. It tells how
+// many connections one proxy holds open to the next.
+func establishedTo(netTCP string, port int) int {
+	n := 0
+	for line := range strings.SplitSeq(netTCP, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "01" {
+			continue
+		}
+		_, hexPort, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		if p, err := strconv.ParseUint(hexPort, 16, 32); err == nil && int(p) == port {
+			n++
+		}
+	}
+	return n
+}
+
+// connectionsTo reads /proc/net/tcp and tcp6 and counts the established
+// connections accepted on port.
+func connectionsTo(port int) int {
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		if b, err := os.ReadFile(f); err == nil {
+			n += establishedTo(string(b), port)
+		}
+	}
+	return n
+}

@@ -27,6 +27,9 @@ type Machine struct {
 	NProc    int    `json:"nproc"`
 	CPUModel string `json:"cpu_model"`
 	Kernel   string `json:"kernel"`
+	// LoadAvg is the 1-minute load average when the run started: other
+	// work on the machine skews every figure.
+	LoadAvg float64 `json:"loadavg_1m_at_start"`
 }
 
 // Tools are the versions of what was measured and what measured it.
@@ -78,6 +81,10 @@ type Round struct {
 	Added    *Latency    `json:"added,omitempty"`
 	Max      *LoadResult `json:"max_rate,omitempty"`
 	MaxProcs []ProcUsage `json:"max_rate_processes,omitempty"`
+	// HopConnections is the most connections seen open from the first
+	// proxy to the second during the round: 16 or more for HTTP/1.1 pools
+	// under 16 concurrent requests, a few for HTTP/2.
+	HopConnections int `json:"connections_between_proxies,omitempty"`
 }
 
 // Latency is p50, p90 and p99 in milliseconds.
@@ -111,6 +118,8 @@ type PathSummary struct {
 	CPUPer1k float64 `json:"cpu_s_per_1000_requests"`
 	// PeakRSSKiB sums the processes' peak RSS at the fixed rate.
 	PeakRSSKiB int64 `json:"peak_rss_kib"`
+	// HopConnections is the most connections seen between the proxies.
+	HopConnections int `json:"connections_between_proxies,omitempty"`
 }
 
 // ProcSummary is one process's figures over all rounds.
@@ -175,6 +184,7 @@ func (r *Report) summarize() {
 				qps = append(qps, rd.Max.ActualQPS)
 				s.Errors += rd.Max.Errors
 			}
+			s.HopConnections = max(s.HopConnections, rd.HopConnections)
 		}
 		s.Latency = Latency{median(p50), median(p90), median(p99)}
 		s.Added = Latency{median(a50), median(a90), median(a99)}
@@ -255,7 +265,7 @@ func (r *Report) Markdown() string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	st := r.Settings
 	w("Run of %s, mode `%s`: `%s`, %d round(s), %.0f s in all.\n\n", r.Date, r.Mode, r.Command, st.Rounds, r.WallSeconds)
-	w("- Machine: %d CPUs (%s), Linux %s; %s; fortio %s; %s.\n", r.Machine.NProc, r.Machine.CPUModel, r.Machine.Kernel, r.Tools.Go, r.Tools.Fortio, r.Tools.Nginx)
+	w("- Machine: %d CPUs (%s), Linux %s, load average %.2f at the start; %s; fortio %s; %s.\n", r.Machine.NProc, r.Machine.CPUModel, r.Machine.Kernel, r.Machine.LoadAvg, r.Tools.Go, r.Tools.Fortio, r.Tools.Nginx)
 	w("- Load: fortio, %d-byte POST echoed by a fortio server, %d connections; latency at a fixed %.0f req/s for %s per round, throughput at the maximum rate for %s per round; all on loopback.\n",
 		st.PayloadBytes, st.Connections, st.QPS, secs(st.FixedSeconds), secs(st.MaxSeconds))
 	w("- Figures are medians over the rounds; \"added\" is the path minus direct in the same round; the paths take turns within each round.\n")
@@ -279,7 +289,11 @@ func (r *Report) Markdown() string {
 		if p.Failed != "" {
 			errs += " (" + oneLine(p.Failed) + ")"
 		}
-		w("| %s | %s | %.2f ms | %.2f ms | %.2f ms | %s | %s | %s | %s | %s |\n", p.Title, p.Transport,
+		transport := p.Transport
+		if s.HopConnections > 0 {
+			transport += fmt.Sprintf("; %d connection%s between the proxies", s.HopConnections, plural(s.HopConnections))
+		}
+		w("| %s | %s | %.2f ms | %.2f ms | %.2f ms | %s | %s | %s | %s | %s |\n", p.Title, transport,
 			s.Latency.P50, s.Latency.P90, s.Latency.P99, added(s.Added.P50), added(s.Added.P90), added(s.Added.P99),
 			kilo(s.MaxQPS), errs)
 	}
@@ -306,6 +320,13 @@ func (r *Report) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 func oneLine(s string) string {

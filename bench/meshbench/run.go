@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -88,6 +89,9 @@ type pathRun struct {
 	*Path
 	url, host string
 	procs     []procRef
+	// hopPort is the port of the second proxy, whose accepted connections
+	// are the ones between the two proxies; 0 for direct.
+	hopPort int
 }
 
 type procRef struct {
@@ -141,6 +145,10 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		Tools:   Tools{Go: runtime.Version(), Fortio: strings.TrimPrefix(FortioVersion, "v"), Nginx: "not used"},
 		Settings: Settings{QPS: o.QPS, Connections: o.Connections, PayloadBytes: o.PayloadSize,
 			FixedSeconds: o.Fixed.Seconds(), MaxSeconds: o.Max.Seconds(), WarmupSecs: o.Warmup.Seconds(), Rounds: o.Rounds},
+	}
+
+	if l := rep.Machine.LoadAvg; l > 0.5*float64(rep.Machine.NProc) {
+		log.Warn("the machine is busy before the run starts; every figure will be skewed", "loadavg_1m", l, "cpus", rep.Machine.NProc)
 	}
 
 	// Tools and binaries.
@@ -286,16 +294,17 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			name := fmt.Sprintf("r%d-%s", round+1, p.Name)
 			log.Info("measuring", "round", round+1, "of", o.Rounds, "path", p.Name, "fixed_rate", o.QPS)
 			rd := Round{Round: round + 1}
-			res, usage, err := measure(ctx, fortio, runDir, name+"-fixed", fixed(p, o.Fixed), p.procs)
+			res, usage, conns, err := measure(ctx, fortio, runDir, name+"-fixed", fixed(p, o.Fixed), p.procs, p.hopPort)
 			if err == nil {
-				rd.Fixed, rd.FixedProcs = res, usage
+				rd.Fixed, rd.FixedProcs, rd.HopConnections = res, usage, conns
 				log.Info("  latency", "p50_ms", round2(res.P50Ms), "p90_ms", round2(res.P90Ms), "p99_ms", round2(res.P99Ms), "errors", res.Errors, "qps", round2(res.ActualQPS))
 				time.Sleep(300 * time.Millisecond)
 				l := fixed(p, o.Max)
 				l.QPS, l.AccessLog = 0, false
-				res, usage, err = measure(ctx, fortio, runDir, name+"-max", l, p.procs)
+				res, usage, conns, err = measure(ctx, fortio, runDir, name+"-max", l, p.procs, p.hopPort)
 				if err == nil {
 					rd.Max, rd.MaxProcs = &res, usage
+					rd.HopConnections = max(rd.HopConnections, conns)
 					log.Info("  throughput", "req_per_s", round2(res.ActualQPS), "errors", res.Errors)
 				}
 			}
@@ -348,14 +357,15 @@ func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
 
 // measure runs one load and what the proxy processes used meanwhile: CPU
 // from /proc/PID/stat, and peak RSS from VmHWM (reset just before) or, if
-// it cannot be reset, from VmRSS sampled every 50 ms.
-func measure(ctx context.Context, fortio, dir, name string, l load, procs []procRef) (LoadResult, []ProcUsage, error) {
+// it cannot be reset, from VmRSS sampled every 50 ms. conns is the most
+// connections seen open to hopPort (0: not watched).
+func measure(ctx context.Context, fortio, dir, name string, l load, procs []procRef, hopPort int) (_ LoadResult, _ []ProcUsage, conns int, _ error) {
 	before := make([]cpuTicks, len(procs))
 	hwmReset := make([]bool, len(procs))
 	for i, pr := range procs {
 		c, err := readCPU(pr.pid)
 		if err != nil {
-			return LoadResult{}, nil, fmt.Errorf("%s: read CPU: %w", pr.role, err)
+			return LoadResult{}, nil, 0, fmt.Errorf("%s: read CPU: %w", pr.role, err)
 		}
 		before[i] = c
 		hwmReset[i] = resetPeakRSS(pr.pid) == nil
@@ -363,7 +373,7 @@ func measure(ctx context.Context, fortio, dir, name string, l load, procs []proc
 	sampled := make([]int64, len(procs))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	if len(procs) > 0 {
+	if len(procs) > 0 || hopPort > 0 {
 		wg.Go(func() {
 			t := time.NewTicker(50 * time.Millisecond)
 			defer t.Stop()
@@ -372,6 +382,9 @@ func measure(ctx context.Context, fortio, dir, name string, l load, procs []proc
 					if m, err := readMemory(pr.pid); err == nil {
 						sampled[i] = max(sampled[i], m.RSSKiB)
 					}
+				}
+				if hopPort > 0 {
+					conns = max(conns, connectionsTo(hopPort))
 				}
 				select {
 				case <-stop:
@@ -385,7 +398,7 @@ func measure(ctx context.Context, fortio, dir, name string, l load, procs []proc
 	close(stop)
 	wg.Wait()
 	if err != nil {
-		return LoadResult{}, nil, err
+		return LoadResult{}, nil, 0, err
 	}
 	usage := make([]ProcUsage, len(procs))
 	// fortio makes one untimed warm-up call per connection; the proxies
@@ -394,11 +407,11 @@ func measure(ctx context.Context, fortio, dir, name string, l load, procs []proc
 	for i, pr := range procs {
 		c, err := readCPU(pr.pid)
 		if err != nil {
-			return LoadResult{}, nil, fmt.Errorf("%s: read CPU: %w", pr.role, err)
+			return LoadResult{}, nil, 0, fmt.Errorf("%s: read CPU: %w", pr.role, err)
 		}
 		m, err := readMemory(pr.pid)
 		if err != nil {
-			return LoadResult{}, nil, fmt.Errorf("%s: read memory: %w", pr.role, err)
+			return LoadResult{}, nil, 0, fmt.Errorf("%s: read memory: %w", pr.role, err)
 		}
 		peak := max(sampled[i], m.RSSKiB)
 		if hwmReset[i] {
@@ -407,7 +420,7 @@ func measure(ctx context.Context, fortio, dir, name string, l load, procs []proc
 		cpu := c.Seconds() - before[i].Seconds()
 		usage[i] = ProcUsage{Role: pr.role, CPUSeconds: cpu, CPUPer1k: cpu / served * 1000, PeakRSSKiB: peak}
 	}
-	return res, usage, nil
+	return res, usage, conns, nil
 }
 
 // procsAlive checks that every process of a path is still there.
@@ -470,6 +483,7 @@ func setupNginx(ctx context.Context, ps *processes, bin string, unavailable erro
 		}
 		p.url = "http://" + client.addr + "/echo"
 		p.procs = []procRef{{"client nginx worker", client.workerPID}, {"server nginx worker", server.workerPID}}
+		p.hopPort = portOf(serverAddr)
 	}
 	return nil
 }
@@ -531,6 +545,7 @@ spec:
 		p.url = "http://" + client.outbound + "/echo"
 		p.host = pp.service + ":9080"
 		p.procs = []procRef{{"client sidecar", client.proc.pid()}, {"server sidecar", server.proc.pid()}}
+		p.hopPort = portOf(server.inbound)
 		// The client must know the server's endpoint before the transport
 		// can be read off its cluster.
 		if err := waitFor(ctx, client.proc, 20*time.Second, pp.name+" routes to "+pp.service, func() error {
@@ -549,17 +564,23 @@ spec:
 		case err != nil:
 			p.Transport = "unknown (" + err.Error() + ")"
 		case tls:
-			p.Transport = "mTLS (client cluster has " + evidence[strings.LastIndexByte(evidence, '.')+1:] + ")"
+			p.Transport = "mTLS (TLS 1.3, HTTP/2): the client sidecar's cluster has `" + evidence[strings.LastIndexByte(evidence, '.')+1:] + "`"
 		case pp.wantTLS:
-			p.Transport = "**plaintext**: mTLS not implemented yet (no TLS on the client's cluster)"
+			p.Transport = "**plaintext**: mTLS not implemented yet (no TLS on the client sidecar's cluster)"
 		default:
-			p.Transport = "plaintext"
+			p.Transport = "plaintext HTTP/1.1, keep-alive"
 		}
 		if tls != pp.wantTLS && err == nil {
 			log.Warn("the transport is not what the path is named for", "path", pp.name, "transport", p.Transport)
 		}
 	}
 	return security, nil
+}
+
+func portOf(addr string) int {
+	_, port, _ := strings.Cut(addr, ":")
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 // machine describes this computer.
@@ -575,6 +596,12 @@ func machine() Machine {
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) > 0 {
+			m.LoadAvg, _ = strconv.ParseFloat(f[0], 64)
+		}
 	}
 	return m
 }

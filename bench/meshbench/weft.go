@@ -63,7 +63,7 @@ func startControlPlane(ctx context.Context, ps *processes, weftBin, proxyBin, di
 	if m.httpAddr, err = freeAddr(); err != nil {
 		return nil, err
 	}
-	m.cp, err = ps.start("control-plane", weftBin, "control-plane",
+	m.cp, err = ps.startEnv("control-plane", m.env(), weftBin, "control-plane",
 		"--data-dir", m.dataDir, "--xds-addr", m.xdsAddr, "--http-addr", m.httpAddr, "--log-level", "warn")
 	if err != nil {
 		return nil, err
@@ -100,6 +100,18 @@ func startControlPlane(ctx context.Context, ps *processes, weftBin, proxyBin, di
 	return m, nil
 }
 
+// env is the environment of the control plane and the CLI: the record a
+// control plane writes about itself for CLIs on the same host stays in the
+// harness's temporary directory, and the CLI is told where the API and its
+// admin token are.
+func (m *weftMesh) env() []string {
+	env := []string{"WEFT_RUNTIME_DIR=" + filepath.Join(m.dir, "run"), "WEFT_SERVER=http://" + m.httpAddr}
+	if m.adminTokenFile != "" {
+		env = append(env, "WEFT_TOKEN_FILE="+m.adminTokenFile)
+	}
+	return env
+}
+
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
@@ -111,10 +123,7 @@ func (m *weftMesh) weft(ctx context.Context, stdin string, args ...string) (stri
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, m.weftBin, args...)
-	cmd.Env = append(os.Environ(), "WEFT_SERVER=http://"+m.httpAddr)
-	if m.adminTokenFile != "" {
-		cmd.Env = append(cmd.Env, "WEFT_TOKEN_FILE="+m.adminTokenFile)
-	}
+	cmd.Env = append(os.Environ(), m.env()...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -156,7 +165,7 @@ func (m *weftMesh) startSidecar(ctx context.Context, ps *processes, name, servic
 		if err != nil {
 			return nil, err
 		}
-		tokFile := filepath.Join(m.dir, name+".token")
+		tokFile := filepath.Join(m.dir, strings.ReplaceAll(name, " ", "-")+".token")
 		if err := os.WriteFile(tokFile, []byte(strings.TrimSpace(tok)+"\n"), 0o600); err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@
 // its peers' inbound traffic.
 //
 //	weft-proxy --control-plane ADDR --service NAME [--namespace NS] [--labels k=v,...]
+//	    [--service-account SA] --token-file FILE --ca-file FILE [--insecure-xds]
 //	    [--service-port N] --app-addr HOST:PORT [--inbound-addr ADDR]
 //	    [--outbound-addr ADDR] [--admin-addr ADDR] [--log-level LEVEL]
 //
@@ -68,6 +69,10 @@ func parseFlags(args []string, output io.Writer) (proxy.Options, slog.Level, err
 	fs.StringVar(&opts.Service, "service", "", "name of this workload's service (required)")
 	fs.StringVar(&opts.Namespace, "namespace", proxy.DefaultNamespace, "namespace of the workload")
 	fs.StringVar(&labels, "labels", "", "workload labels, k=v,k2=v2")
+	fs.StringVar(&opts.ServiceAccount, "service-account", proxy.DefaultServiceAccount, "service account of the workload: its identity is spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>")
+	fs.StringVar(&opts.TokenFile, "token-file", "", "file holding the token that proves the workload's identity (weft token create); re-read on every reconnect (required unless --insecure-xds)")
+	fs.StringVar(&opts.CAFile, "ca-file", "", "trust bundle (PEM) that verifies the control plane (weft ca root; required unless --insecure-xds)")
+	fs.BoolVar(&opts.InsecureXDS, "insecure-xds", false, "talk to the control plane without TLS (tests only)")
 	fs.IntVar(&opts.ServicePort, "service-port", proxy.DefaultServicePort, "port the service is known by in the mesh")
 	fs.StringVar(&opts.AppAddr, "app-addr", "", "address the application listens on, host:port (required)")
 	fs.StringVar(&opts.InboundAddr, "inbound-addr", proxy.DefaultInboundAddr, "inbound listener address (mesh -> app)")
@@ -88,8 +93,19 @@ func parseFlags(args []string, output io.Writer) (proxy.Options, slog.Level, err
 			missing = append(missing, f.name)
 		}
 	}
+	if !opts.InsecureXDS {
+		for _, f := range []struct{ name, v string }{{"--token-file", opts.TokenFile}, {"--ca-file", opts.CAFile}} {
+			if f.v == "" {
+				missing = append(missing, f.name)
+			}
+		}
+	}
 	if len(missing) > 0 {
-		return proxy.Options{}, 0, fmt.Errorf("missing required flags: %s", strings.Join(missing, ", "))
+		msg := fmt.Sprintf("missing required flags: %s", strings.Join(missing, ", "))
+		if !opts.InsecureXDS && (opts.TokenFile == "" || opts.CAFile == "") {
+			msg += " (the token comes from weft token create and the CA file from weft ca root; --insecure-xds, for tests only, needs neither)"
+		}
+		return proxy.Options{}, 0, errors.New(msg)
 	}
 	l, err := parseLabels(labels)
 	if err != nil {

@@ -27,7 +27,8 @@ func TestMain(m *testing.M) {
 }
 
 func TestParseFlags(t *testing.T) {
-	required := []string{"--control-plane", "127.0.0.1:15010", "--service", "reviews", "--app-addr", "127.0.0.1:9080"}
+	required := []string{"--control-plane", "127.0.0.1:15010", "--service", "reviews", "--app-addr", "127.0.0.1:9080",
+		"--token-file", "/etc/weft/token", "--ca-file", "/etc/weft/ca.pem"}
 	tests := []struct {
 		name      string
 		args      []string
@@ -37,21 +38,25 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{"the required flags alone get the defaults", required, proxy.Options{
 			ControlPlane: "127.0.0.1:15010", Service: "reviews", AppAddr: "127.0.0.1:9080",
-			Namespace: "default", ServicePort: 80,
+			TokenFile: "/etc/weft/token", CAFile: "/etc/weft/ca.pem",
+			Namespace: "default", ServiceAccount: "default", ServicePort: 80,
 			InboundAddr: "127.0.0.1:15006", OutboundAddr: "127.0.0.1:15001", AdminAddr: "127.0.0.1:15000",
 		}, slog.LevelInfo, ""},
 		{"every flag is read", append(required, "--namespace", "bookinfo", "--labels", "app=reviews, version=v2",
 			"--service-port", "9080", "--inbound-addr", "127.0.0.1:25006", "--outbound-addr", "127.0.0.1:25001",
-			"--admin-addr", "127.0.0.1:25000", "--log-level", "debug"), proxy.Options{
+			"--admin-addr", "127.0.0.1:25000", "--log-level", "debug", "--service-account", "reviews"), proxy.Options{
 			ControlPlane: "127.0.0.1:15010", Service: "reviews", AppAddr: "127.0.0.1:9080",
+			TokenFile: "/etc/weft/token", CAFile: "/etc/weft/ca.pem", ServiceAccount: "reviews",
 			Namespace: "bookinfo", Labels: map[string]string{"app": "reviews", "version": "v2"}, ServicePort: 9080,
 			InboundAddr: "127.0.0.1:25006", OutboundAddr: "127.0.0.1:25001", AdminAddr: "127.0.0.1:25000",
 		}, slog.LevelDebug, ""},
-		{"single-dash flags work too", []string{"-control-plane", "cp:15010", "-service", "s", "-app-addr", "127.0.0.1:1"}, proxy.Options{
-			ControlPlane: "cp:15010", Service: "s", AppAddr: "127.0.0.1:1", Namespace: "default", ServicePort: 80,
+		{"single-dash flags work too", []string{"-control-plane", "cp:15010", "-service", "s", "-app-addr", "127.0.0.1:1", "-insecure-xds"}, proxy.Options{
+			ControlPlane: "cp:15010", Service: "s", AppAddr: "127.0.0.1:1", Namespace: "default", ServiceAccount: "default", ServicePort: 80, InsecureXDS: true,
 			InboundAddr: "127.0.0.1:15006", OutboundAddr: "127.0.0.1:15001", AdminAddr: "127.0.0.1:15000",
 		}, slog.LevelInfo, ""},
 		{"missing required flags are all named", []string{"--namespace", "x"}, proxy.Options{}, 0,
+			"missing required flags: --control-plane, --service, --app-addr, --token-file, --ca-file (the token comes from weft token create"},
+		{"insecure xDS needs no token or CA file", []string{"--namespace", "x", "--insecure-xds"}, proxy.Options{}, 0,
 			"missing required flags: --control-plane, --service, --app-addr"},
 		{"a label without a value is rejected", append(required, "--labels", "app"), proxy.Options{}, 0,
 			`--labels: "app" is not key=value`},
@@ -101,7 +106,7 @@ func TestSignalDrainsAndExitsZero(t *testing.T) {
 	args := strings.Join([]string{
 		"--control-plane", freeAddr(t), // nobody listens: the proxy keeps retrying
 		"--service", "reviews", "--app-addr", "127.0.0.1:9080",
-		"--outbound-addr", outbound, "--inbound-addr", freeAddr(t), "--admin-addr", admin,
+		"--outbound-addr", outbound, "--inbound-addr", freeAddr(t), "--admin-addr", admin, "--insecure-xds",
 	}, " ")
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "WEFT_PROXY_TEST_ARGS="+args)

@@ -15,17 +15,25 @@ import (
 	"github.com/weft-mesh/weft/internal/config"
 )
 
-// serverFlag adds --server to cmd and returns a function that makes a client
-// from it (flag, then $WEFT_SERVER, then the local default).
+// serverFlag adds --server, --token-file and --ca-file to cmd and returns
+// a function that returns the client they make. The client is made before
+// the command runs (flags, then $WEFT_SERVER, $WEFT_TOKEN_FILE and
+// $WEFT_CA_FILE, then what a control plane on this host recorded, see
+// apiclient.Settings.Resolve), so a bad token or CA file fails the command
+// up front.
 func serverFlag(cmd *cobra.Command) func() *apiclient.Client {
-	var server string
-	cmd.Flags().StringVar(&server, "server", "", "control plane HTTP API URL (env WEFT_SERVER, default "+apiclient.DefaultServer+")")
-	return func() *apiclient.Client {
-		if server == "" {
-			server = os.Getenv("WEFT_SERVER")
-		}
-		return apiclient.New(server)
+	var s apiclient.Settings
+	var client *apiclient.Client
+	f := cmd.Flags()
+	f.StringVar(&s.Server, "server", "", "control plane HTTP API URL (env "+apiclient.EnvServer+", default "+apiclient.DefaultServer+")")
+	f.StringVar(&s.TokenFile, "token-file", "", "file holding the control plane's admin token (env "+apiclient.EnvTokenFile+"; default: found for a control plane on this host)")
+	f.StringVar(&s.CAFile, "ca-file", "", "trust bundle (PEM) that verifies an https API (env "+apiclient.EnvCAFile+"; see weft ca root)")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		c, err := apiclient.Connect(s)
+		client = c
+		return err
 	}
+	return func() *apiclient.Client { return client }
 }
 
 func newApplyCmd() *cobra.Command {

@@ -11,6 +11,8 @@ func subcommands() []*cobra.Command {
 		newDeleteCmd(),
 		newAnalyzeCmd(),
 		newProxyStatusCmd(),
+		newTokenCmd(),
+		newCACmd(),
 		newDemoCmd(),
 		newDemoAppCmd(),
 	}

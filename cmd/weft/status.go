@@ -10,7 +10,7 @@ import (
 )
 
 // xdsTypes are the columns of proxy-status, in push order.
-var xdsTypes = []string{"CDS", "EDS", "LDS", "RDS"}
+var xdsTypes = []string{"CDS", "EDS", "LDS", "RDS", "SDS"}
 
 func newProxyStatusCmd() *cobra.Command {
 	var output string
@@ -31,7 +31,7 @@ func newProxyStatusCmd() *cobra.Command {
 			return printObject(out, output, map[string]any{"items": proxies})
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PROXY\tSERVICE\tNAMESPACE\tLABELS\tADDRESS\tCDS\tEDS\tLDS\tRDS")
+		fmt.Fprintln(tw, "PROXY\tSERVICE\tNAMESPACE\tLABELS\tADDRESS\tCDS\tEDS\tLDS\tRDS\tSDS")
 		var nacks []string
 		for _, p := range proxies {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s", p.ID, p.Service, p.Namespace, formatLabels(p.Labels), p.Address)

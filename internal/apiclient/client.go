@@ -5,7 +5,10 @@ package apiclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,21 +22,54 @@ const DefaultServer = "http://127.0.0.1:15014"
 
 // Client talks to one control plane.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	token string
+	http  *http.Client
 }
 
+// Option configures a Client.
+type Option func(*clientConfig)
+
+type clientConfig struct {
+	token   string
+	rootCAs *x509.CertPool
+}
+
+// WithToken sends token (the control plane's admin token) as a bearer
+// token on every request.
+func WithToken(token string) Option { return func(c *clientConfig) { c.token = token } }
+
+// WithRootCAs verifies an https API against pool (the mesh's trust
+// bundle) instead of the system's roots.
+func WithRootCAs(pool *x509.CertPool) Option { return func(c *clientConfig) { c.rootCAs = pool } }
+
 // New returns a client for the API at server (a base URL such as
-// http://127.0.0.1:15014).
-func New(server string) *Client {
+// http://127.0.0.1:15014, or https://... when the API serves TLS).
+func New(server string, opts ...Option) *Client {
+	var cfg clientConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if server == "" {
 		server = DefaultServer
 	}
 	if !strings.Contains(server, "://") {
 		server = "http://" + server
 	}
-	return &Client{base: strings.TrimRight(server, "/"), http: &http.Client{Timeout: 30 * time.Second}}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.rootCAs}
+	return &Client{
+		base:  strings.TrimRight(server, "/"),
+		token: cfg.token,
+		http:  &http.Client{Timeout: 30 * time.Second, Transport: tr},
+	}
 }
+
+// Server is the API's base URL.
+func (c *Client) Server() string { return c.base }
+
+// CloseIdleConnections closes the client's idle connections.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
 // Result says what happened to one resource.
 type Result struct {
@@ -131,15 +167,16 @@ func (c *Client) Get(ctx context.Context, kind, namespace, name string) (json.Ra
 
 // Workload is a registered workload.
 type Workload struct {
-	ID           string            `json:"id"`
-	Service      string            `json:"service"`
-	Namespace    string            `json:"namespace"`
-	Labels       map[string]string `json:"labels"`
-	ServicePort  uint32            `json:"servicePort"`
-	InboundAddr  string            `json:"inboundAddr"`
-	OutboundAddr string            `json:"outboundAddr"`
-	AppAddr      string            `json:"appAddr"`
-	AdminAddr    string            `json:"adminAddr"`
+	ID             string            `json:"id"`
+	Service        string            `json:"service"`
+	Namespace      string            `json:"namespace"`
+	ServiceAccount string            `json:"serviceAccount"`
+	Labels         map[string]string `json:"labels"`
+	ServicePort    uint32            `json:"servicePort"`
+	InboundAddr    string            `json:"inboundAddr"`
+	OutboundAddr   string            `json:"outboundAddr"`
+	AppAddr        string            `json:"appAddr"`
+	AdminAddr      string            `json:"adminAddr"`
 }
 
 // Workloads lists the registered workloads.
@@ -161,9 +198,12 @@ type TypeStatus struct {
 
 // ProxyStatus is one connected proxy.
 type ProxyStatus struct {
-	ID          string                 `json:"id"`
-	Service     string                 `json:"service"`
-	Namespace   string                 `json:"namespace"`
+	ID             string `json:"id"`
+	Service        string `json:"service"`
+	Namespace      string `json:"namespace"`
+	ServiceAccount string `json:"serviceAccount"`
+	// Identity is the SPIFFE ID the proxy's token proved.
+	Identity    string                 `json:"identity"`
 	Labels      map[string]string      `json:"labels"`
 	Address     string                 `json:"address"`
 	ConnectedAt time.Time              `json:"connectedAt"`
@@ -177,6 +217,49 @@ func (c *Client) Proxies(ctx context.Context) ([]ProxyStatus, error) {
 	}
 	err := c.do(ctx, http.MethodGet, "/api/v1/proxies", nil, &resp)
 	return resp.Items, err
+}
+
+// TrustBundle is the mesh CA's trust domain and root certificates.
+type TrustBundle struct {
+	TrustDomain string `json:"trustDomain"`
+	// PEM holds the root certificate(s) every workload trusts.
+	PEM string `json:"trustBundle"`
+}
+
+// TrustBundle returns the mesh's trust bundle (weft ca root).
+func (c *Client) TrustBundle(ctx context.Context) (*TrustBundle, error) {
+	var tb TrustBundle
+	err := c.do(ctx, http.MethodGet, "/api/v1/ca/root", nil, &tb)
+	return &tb, err
+}
+
+// TokenRequest asks for a workload token (weft token create).
+type TokenRequest struct {
+	Namespace      string `json:"namespace"`
+	ServiceAccount string `json:"serviceAccount"`
+	// TTL is a Go duration ("720h"); empty means the control plane's
+	// default.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// Token is a workload token and what it proves.
+type Token struct {
+	Token string `json:"token"`
+	// Identity is the SPIFFE ID the token proves.
+	Identity  string    `json:"identity"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// CreateToken makes a token that proves a workload identity to the
+// control plane's xDS and CA port.
+func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (*Token, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var tok Token
+	err = c.do(ctx, http.MethodPost, "/api/v1/tokens", body, &tok)
+	return &tok, err
 }
 
 // Healthy reports whether the control plane answers its health check.
@@ -207,9 +290,19 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/yaml")
+		if json.Valid(body) {
+			req.Header.Set("Content-Type", "application/json")
+		}
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		var unknownCA x509.UnknownAuthorityError
+		if errors.As(err, &unknownCA) {
+			return fmt.Errorf("reach control plane at %s: its certificate is not signed by a CA we trust: pass --ca-file with the mesh trust bundle (weft ca root, or DATA-DIR/ca.pem): %w", c.base, err)
+		}
 		return fmt.Errorf("reach control plane at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()

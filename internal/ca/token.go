@@ -28,6 +28,8 @@ const (
 // ErrInvalidToken marks every token verification failure.
 var ErrInvalidToken = errors.New("invalid token")
 
+var errUnknownKey = errors.New("unknown key")
+
 // IssueToken signs a token that proves id for ttl (zero means
 // DefaultTokenTTL; at most MaxTokenTTL).
 func (a *Authority) IssueToken(id Identity, ttl time.Duration) (string, time.Time, error) {
@@ -93,7 +95,7 @@ func (a *Authority) VerifyToken(raw string) (Identity, error) {
 			return nil, fmt.Errorf("algorithm %v not allowed", t.Header["alg"])
 		}
 		if kid, ok := t.Header["kid"]; ok && kid != a.tokenKID {
-			return nil, fmt.Errorf("signed by unknown key %v", kid)
+			return nil, errUnknownKey
 		}
 		return &a.tokenKey.PublicKey, nil
 	})
@@ -140,6 +142,8 @@ func tokenReason(err error, c jwt.RegisteredClaims) string {
 		return "malformed (want the JWT printed by weft token create)"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return "signature does not verify: forged, or made by another control plane"
+	case errors.Is(err, errUnknownKey):
+		return "signed by an unknown key: forged, or made by another control plane"
 	case errors.Is(err, jwt.ErrTokenExpired):
 		if c.ExpiresAt != nil {
 			return fmt.Sprintf("expired at %s; create a new one with weft token create", c.ExpiresAt.UTC().Format(time.RFC3339))

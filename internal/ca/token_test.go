@@ -79,7 +79,7 @@ func TestTokens(t *testing.T) {
 		{"a token issued in the future is refused", sign(jwt.SigningMethodES256, a.tokenKey, claims(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() }), ""), "future"},
 		{"a token of another trust domain is refused", sign(jwt.SigningMethodES256, a.tokenKey, claims(func(c jwt.MapClaims) { c["sub"] = "spiffe://evil.org/ns/default/sa/orders" }), ""), "not in trust domain"},
 		{"a token whose subject is not a workload is refused", sign(jwt.SigningMethodES256, a.tokenKey, claims(func(c jwt.MapClaims) { c["sub"] = "admin" }), ""), "subject"},
-		{"a token naming an unknown key id is refused", sign(jwt.SigningMethodES256, a.tokenKey, claims(nil), "0000"), "unknown key"},
+		{"a token naming an unknown key id is refused", sign(jwt.SigningMethodES256, a.tokenKey, claims(nil), "0000"), "signed by an unknown key: forged"},
 		{"garbage is refused", "not.a.token", "malformed"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

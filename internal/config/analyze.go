@@ -85,6 +85,7 @@ var enforced = map[Kind]map[string]bool{
 		"jwtRules.fromHeaders",
 		"jwtRules.fromParams",
 		"jwtRules.outputPayloadToHeader",
+		"jwtRules.outputClaimToHeaders",
 		"jwtRules.forwardOriginalToken",
 		"jwtRules.timeout",
 		"jwtRules.spaceDelimitedClaims",

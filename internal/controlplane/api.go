@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weft-mesh/weft/internal/ca"
 	"github.com/weft-mesh/weft/internal/config"
 	"github.com/weft-mesh/weft/internal/store"
 	"github.com/weft-mesh/weft/internal/xds"
@@ -25,6 +27,9 @@ type api struct {
 	store *store.Store
 	state *state
 	xds   *xds.Server
+	ca    *ca.Authority
+	// adminToken guards every route but /healthz.
+	adminToken string
 }
 
 // ApplyResult says what an apply did to one resource.
@@ -69,7 +74,41 @@ func (a *api) handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/proxies", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"items": a.xds.Status()})
 	})
-	return mux
+	mux.HandleFunc("GET /api/v1/ca/root", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"trustDomain": a.ca.TrustDomain(), "trustBundle": string(a.ca.TrustBundlePEM())})
+	})
+	mux.HandleFunc("POST /api/v1/tokens", a.createToken)
+	return requireAdmin(a.adminToken, mux)
+}
+
+// createToken makes a workload token (weft token create).
+func (a *api) createToken(w http.ResponseWriter, r *http.Request) {
+	var req tokenRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("token request: %w", err))
+		return
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		var err error
+		if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl <= 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("token request: ttl %q: want a positive duration such as 720h", req.TTL))
+			return
+		}
+	}
+	id := ca.Identity{TrustDomain: a.ca.TrustDomain(), Namespace: req.Namespace, ServiceAccount: req.ServiceAccount}
+	if id.ServiceAccount == "" {
+		id.ServiceAccount = "default"
+	}
+	tok, exp, err := a.ca.IssueToken(id, ttl)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("token request: %w", err))
+		return
+	}
+	a.log.Info("token created", "identity", id.SpiffeID(), "expires_at", exp.UTC().Format(time.RFC3339))
+	writeJSON(w, http.StatusOK, tokenResponse{Token: tok, Identity: id.SpiffeID(), ExpiresAt: exp})
 }
 
 // apply validates every document and then writes them all in one

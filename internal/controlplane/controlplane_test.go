@@ -38,27 +38,46 @@ spec:
 `
 
 // startControlPlane runs a real control plane (embedded etcd, real sockets)
-// in-process and returns an API client for it.
+// in-process and returns an API client for it, with the admin token.
 func startControlPlane(t *testing.T, dataDir string) (*apiclient.Client, func()) {
 	t.Helper()
+	cp := startControlPlaneWith(t, Options{DataDir: dataDir, NoLocalRecord: true})
+	return cp.api, cp.stop
+}
+
+// runningCP is a control plane started in-process.
+type runningCP struct {
+	api               *apiclient.Client
+	xdsAddr, httpAddr string
+	token             string
+	stop              func()
+}
+
+func startControlPlaneWith(t *testing.T, opts Options) *runningCP {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
+	type addrs struct{ xds, http string }
+	ready := make(chan addrs, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{
-			DataDir: dataDir, XDSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", UnsafeNoFsync: true,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready:  func(_, httpAddr string) { ready <- httpAddr },
-		})
-	}()
+	opts.XDSAddr, opts.UnsafeNoFsync = "127.0.0.1:0", true
+	if opts.HTTPAddr == "" {
+		opts.HTTPAddr = "127.0.0.1:0"
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	opts.Ready = func(xdsAddr, httpAddr string) { ready <- addrs{xdsAddr, httpAddr} }
+	go func() { done <- Run(ctx, opts) }()
 	select {
-	case addr := <-ready:
-		return apiclient.New("http://" + addr), func() {
+	case a := <-ready:
+		token, err := apiclient.ReadToken(filepath.Join(opts.DataDir, "admin.token"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &runningCP{api: apiclient.New("http://"+a.http, apiclient.WithToken(token)), xdsAddr: a.xds, httpAddr: a.http, token: token, stop: func() {
 			cancel()
 			if err := <-done; err != nil {
 				t.Errorf("control plane: %v", err)
 			}
-		}
+		}}
 	case err := <-done:
 		cancel()
 		t.Fatalf("control plane did not start: %v", err)
@@ -66,7 +85,7 @@ func startControlPlane(t *testing.T, dataDir string) (*apiclient.Client, func())
 		cancel()
 		t.Fatal("control plane not ready after 60s")
 	}
-	return nil, nil
+	return nil
 }
 
 func TestAPI(t *testing.T) {

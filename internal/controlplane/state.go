@@ -12,6 +12,7 @@ import (
 	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
+	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"github.com/weft-mesh/weft/internal/config"
 	"github.com/weft-mesh/weft/internal/mesh"
@@ -36,6 +37,12 @@ func ConfigKey(kind config.Kind, namespace, name string) string {
 type state struct {
 	log   *slog.Logger
 	store *store.Store
+	// security goes into every snapshot as is.
+	security mesh.Security
+
+	// keys fetches RequestAuthentication key sets into the store and
+	// mirrors them from it.
+	keys *jwksKeeper
 
 	mu        sync.Mutex
 	revision  int64
@@ -44,10 +51,12 @@ type state struct {
 	changed   chan struct{} // capacity 1: a pending "something changed"
 }
 
-func newState(s *store.Store, logger *slog.Logger) *state {
+func newState(s *store.Store, logger *slog.Logger, security mesh.Security) *state {
 	return &state{
 		log:       logger,
 		store:     s,
+		security:  security,
+		keys:      newJWKSKeeper(s, logger.With("component", "jwks")),
 		resources: map[string]*config.Resource{},
 		workloads: map[string]*mesh.Workload{},
 		changed:   make(chan struct{}, 1),
@@ -57,6 +66,12 @@ func newState(s *store.Store, logger *slog.Logger) *state {
 // run loads the store and follows its changes until ctx is done, relisting
 // whenever the watch breaks.
 func (st *state) run(ctx context.Context) {
+	fetching := make(chan struct{})
+	go func() {
+		defer close(fetching)
+		st.keys.run(ctx)
+	}()
+	defer func() { <-fetching }()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := st.sync(ctx)
@@ -83,6 +98,7 @@ func (st *state) sync(ctx context.Context) error {
 	st.mu.Lock()
 	st.resources = map[string]*config.Resource{}
 	st.workloads = map[string]*mesh.Workload{}
+	st.keys.reset()
 	for _, kv := range kvs {
 		st.applyLocked(store.Event{Type: store.EventPut, KV: kv})
 	}
@@ -127,6 +143,8 @@ func (st *state) applyLocked(ev store.Event) {
 		}
 		r.Revision = ev.KV.ModRevision
 		st.resources[key] = r
+	case st.keys.isKey(key):
+		st.keys.apply(ev)
 	case registry.IsKey(key):
 		if ev.Type == store.EventDelete {
 			delete(st.workloads, key)
@@ -159,15 +177,28 @@ func (st *state) snapshot() *mesh.Snapshot {
 	}
 	var vss []*mesh.VirtualService
 	var drs []*mesh.DestinationRule
+	var pas []*mesh.PeerAuthentication
+	var aps []*mesh.AuthorizationPolicy
+	var ras []*mesh.RequestAuthentication
 	for _, r := range st.resources {
 		switch spec := r.Spec.(type) {
 		case *networking.VirtualService:
 			vss = append(vss, &mesh.VirtualService{Name: r.Name, Namespace: r.Namespace, Spec: spec})
 		case *networking.DestinationRule:
 			drs = append(drs, &mesh.DestinationRule{Name: r.Name, Namespace: r.Namespace, Spec: spec})
+		case *securityv1beta1.PeerAuthentication:
+			pas = append(pas, &mesh.PeerAuthentication{Name: r.Name, Namespace: r.Namespace, Spec: spec})
+		case *securityv1beta1.AuthorizationPolicy:
+			aps = append(aps, &mesh.AuthorizationPolicy{Name: r.Name, Namespace: r.Namespace, DryRun: config.DryRun(r), Spec: spec})
+		case *securityv1beta1.RequestAuthentication:
+			ras = append(ras, &mesh.RequestAuthentication{Name: r.Name, Namespace: r.Namespace, Spec: spec})
 		}
 	}
-	return mesh.NewSnapshot(strconv.FormatInt(st.revision, 10), "", workloads, vss, drs)
+	snap := mesh.NewSnapshot(strconv.FormatInt(st.revision, 10), "", workloads, vss, drs)
+	snap.Security = st.security
+	snap.SetPolicies(pas, aps, ras)
+	snap.JWKS = st.keys.keysFor(snap.RequestAuthentications)
+	return snap
 }
 
 // Workloads lists the registered workloads sorted by namespace and ID.

@@ -132,10 +132,14 @@ type runner struct {
 
 	xdsAddr, httpAddr string
 	cp                *child
-	instances         []*instance // Topology in order, then Loadgen
-	stopStub          func()      // stops the load generator's stub app
-	stopLoad          func()      // stops the load and waits for it
-	exitReported      bool        // reportExit has printed
+	// dataDir is the control plane's; it writes admin.token and ca.pem
+	// there. adminToken authorizes the demo's API calls.
+	dataDir      string
+	adminToken   string
+	instances    []*instance // Topology in order, then Loadgen
+	stopStub     func()      // stops the load generator's stub app
+	stopLoad     func()      // stops the load and waits for it
+	exitReported bool        // reportExit has printed
 }
 
 func newRunner(opts Options) (*runner, error) {
@@ -158,15 +162,33 @@ func newRunner(opts Options) (*runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	return &runner{
+	r := &runner{
 		opts:  opts,
 		out:   opts.Out,
 		weft:  weft,
 		proxy: proxy,
-		// Its own transport, without $http_proxy, closed when Run returns.
-		api: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 5 * time.Second},
-	}, nil
+	}
+	// Its own transport, without $http_proxy, closed when Run returns; it
+	// sends the admin token to the control plane's API, and only there.
+	r.api = &http.Client{Transport: &apiAuth{r: r, next: &http.Transport{MaxIdleConnsPerHost: 16}}, Timeout: 5 * time.Second}
+	return r, nil
 }
+
+// apiAuth adds the control plane's admin token to requests for its API.
+type apiAuth struct {
+	r    *runner
+	next *http.Transport
+}
+
+func (a *apiAuth) RoundTrip(req *http.Request) (*http.Response, error) {
+	if a.r.adminToken != "" && req.URL.Host == a.r.httpAddr {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+a.r.adminToken)
+	}
+	return a.next.RoundTrip(req)
+}
+
+func (a *apiAuth) CloseIdleConnections() { a.next.CloseIdleConnections() }
 
 // findBinaries resolves the weft and weft-proxy executables.
 func findBinaries(weft, proxy string) (string, string, error) {
@@ -340,6 +362,7 @@ func (r *runner) startControlPlane(ctx context.Context) (string, error) {
 	if err := os.Mkdir(dataDir, 0o700); err != nil {
 		return "", err
 	}
+	r.dataDir = dataDir
 	cp, err := r.sup.start("control plane", "control-plane", r.weft, "control-plane",
 		"--data-dir", dataDir,
 		"--xds-addr", r.xdsAddr,
@@ -353,7 +376,54 @@ func (r *runner) startControlPlane(ctx context.Context) (string, error) {
 	if err := r.waitHTTP(ctx, cp, r.httpURL()+"/healthz", time.Now().Add(r.opts.StartTimeout)); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("ready: HTTP API %s, xDS %s", r.httpURL(), r.xdsAddr), nil
+	// Written before the API serves.
+	tok, err := os.ReadFile(r.adminTokenFile())
+	if err != nil {
+		return "", &stepError{proc: cp, err: fmt.Errorf("reading the admin token: %w", err)}
+	}
+	r.adminToken = strings.TrimSpace(string(tok))
+	return fmt.Sprintf("ready: HTTP API %s, xDS %s (TLS)", r.httpURL(), r.xdsAddr), nil
+}
+
+func (r *runner) adminTokenFile() string { return filepath.Join(r.dataDir, "admin.token") }
+
+// trustBundleFile is the trust bundle the control plane writes, what
+// weft ca root prints.
+func (r *runner) trustBundleFile() string { return filepath.Join(r.dataDir, "ca.pem") }
+
+// tokenFile asks the control plane for a token for the demo namespace and
+// serviceAccount (as weft token create does) and writes it to a file.
+func (r *runner) tokenFile(ctx context.Context, serviceAccount string) (string, error) {
+	body := fmt.Sprintf(`{"namespace":%q,"serviceAccount":%q}`, Namespace, serviceAccount)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.httpURL()+"/api/v1/tokens", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.api.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("creating a token for %s: %w", serviceAccount, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("creating a token for %s: %w", serviceAccount, err)
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &tok) != nil || tok.Token == "" {
+		return "", fmt.Errorf("creating a token for %s: status %d: %s", serviceAccount, resp.StatusCode, snippet(b))
+	}
+	dir := filepath.Join(r.dir, "tokens")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	f := filepath.Join(dir, serviceAccount+".token")
+	if err := os.WriteFile(f, []byte(tok.Token+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return f, nil
 }
 
 func (r *runner) startWorkloads(ctx context.Context) (string, error) {
@@ -376,10 +446,17 @@ func (r *runner) startWorkloads(ctx context.Context) (string, error) {
 			}
 			in.appProc = p
 		}
+		token, err := r.tokenFile(ctx, in.Service)
+		if err != nil {
+			return "", &stepError{proc: r.cp, err: err}
+		}
 		p, err := r.sup.start(in.Name()+" sidecar", in.Name()+"-sidecar", r.proxy,
 			"--control-plane", r.xdsAddr,
 			"--service", in.Service,
 			"--namespace", Namespace,
+			"--service-account", in.Service,
+			"--token-file", token,
+			"--ca-file", r.trustBundleFile(),
 			"--labels", in.labelsFlag(),
 			"--service-port", strconv.Itoa(ServicePort),
 			"--app-addr", in.app,
@@ -720,7 +797,8 @@ func (r *runner) printBanner() {
 	fmt.Fprintf(w, "\nweft demo is running.\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  control plane\tHTTP API %s   xDS %s\n", api, r.xdsAddr)
-	fmt.Fprintf(tw, "  registry\tcurl %s/api/v1/workloads\n", api)
+	fmt.Fprintf(tw, "  admin token\t%s (weft finds it; curl needs it)\n", r.adminTokenFile())
+	fmt.Fprintf(tw, "  registry\tcurl -H \"Authorization: Bearer $(cat %s)\" %s/api/v1/workloads\n", r.adminTokenFile(), api)
 	fmt.Fprintf(tw, "  try it\tcurl -x http://%s %s\n", r.loadgen().outbound, EntryURL)
 	fmt.Fprintf(tw, "  logs\t%s%c\n", r.logDir, filepath.Separator)
 	tw.Flush()
@@ -743,7 +821,7 @@ func (r *runner) printBanner() {
 		fmt.Fprintf(tw, "  %s apply %s %s -f %s\t# %s\n", r.weftCommand(), ApplyServerFlag, api, filepath.Join(r.dir, s.File), s)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "  or without the CLI: curl -sS -H 'Content-Type: application/yaml' --data-binary @FILE %s/api/v1/apply\n", api)
+	fmt.Fprintf(w, "  or without the CLI: curl -sS -H \"Authorization: Bearer $(cat %s)\" -H 'Content-Type: application/yaml' --data-binary @FILE %s/api/v1/apply\n", r.adminTokenFile(), api)
 	if r.opts.Duration > 0 {
 		fmt.Fprintf(w, "Measuring for %s; Ctrl-C stops earlier.\n\n", r.opts.Duration)
 	} else {

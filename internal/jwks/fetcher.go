@@ -65,10 +65,12 @@ type FetcherOptions struct {
 	// a failure.
 	MaxSize int64
 	// OnFetch, if set, is called after every successful fetch whose key
-	// set differs from the last one this Fetcher got for uri (so at least
+	// set differs from the last one this Fetcher kept for uri (so at least
 	// once per uri), from Run's goroutines, with Run's context. It may
-	// block; the next fetch of uri waits for it.
-	OnFetch func(ctx context.Context, uri string, keys []byte)
+	// block; the next fetch of uri waits for it. If it returns an error the
+	// key set is not kept and the fetch counts as failed: it is retried,
+	// and OnFetch called again.
+	OnFetch func(ctx context.Context, uri string, keys []byte) error
 	Logger  *slog.Logger
 }
 
@@ -227,7 +229,22 @@ func (f *Fetcher) fetchOne(ctx context.Context, uri string, src Source) {
 		f.mu.Unlock()
 		return
 	}
-	var changed bool
+	changed := err == nil && string(e.keys) != string(keys)
+	f.mu.Unlock()
+	if changed && f.opts.OnFetch != nil {
+		if cbErr := f.opts.OnFetch(ctx, uri, keys); cbErr != nil {
+			err = fmt.Errorf("keeping the key set from %s: %w", uri, cbErr)
+		}
+	}
+	f.mu.Lock()
+	defer func() {
+		f.mu.Unlock()
+		f.poke()
+	}()
+	if e = f.entries[uri]; e == nil {
+		return
+	}
+	e.inFlight = false
 	if err != nil {
 		e.failures++
 		e.lastErr = err
@@ -237,24 +254,26 @@ func (f *Fetcher) fetchOne(ctx context.Context, uri string, src Source) {
 		}
 		e.due = time.Now().Add(wait)
 		f.log.Warn("fetching JWKS failed; keeping the last good key set", "uri", uri, "err", err, "retry_in", wait, "have_keys", e.keys != nil)
-	} else {
-		changed = e.keys == nil || string(e.keys) != string(keys)
-		e.keys, e.failures, e.lastErr = keys, 0, nil
-		e.due = time.Now().Add(f.opts.Refresh)
+		return
 	}
-	f.mu.Unlock()
 	if changed {
 		f.log.Info("fetched JWKS", "uri", uri, "bytes", len(keys))
-		if f.opts.OnFetch != nil {
-			f.opts.OnFetch(ctx, uri, keys)
-		}
 	}
+	e.keys, e.failures, e.lastErr = keys, 0, nil
+	e.due = time.Now().Add(f.opts.Refresh)
+}
+
+// Refetch fetches uri again as soon as Run can, and hands the result to
+// OnFetch even if it has not changed. For a caller that lost what OnFetch
+// gave it.
+func (f *Fetcher) Refetch(uri string) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if e := f.entries[uri]; e != nil {
-		e.inFlight = false
+		e.keys = nil
+		e.due = time.Time{}
+		f.poke()
 	}
-	f.mu.Unlock()
-	f.poke()
 }
 
 // fetch gets the key set of src, following an OpenID discovery document.

@@ -85,10 +85,11 @@ type fetches struct {
 	seen []string
 }
 
-func (fs *fetches) record(_ context.Context, uri string, keys []byte) {
+func (fs *fetches) record(_ context.Context, uri string, keys []byte) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	fs.seen = append(fs.seen, uri+" "+string(keys))
+	return nil
 }
 
 func (fs *fetches) count() int {
@@ -208,4 +209,45 @@ func TestFetcherForgetsWhatIsNoLongerWanted(t *testing.T) {
 	if f.Keys(uri) != nil {
 		t.Error("keys kept for a URI no longer wanted")
 	}
+}
+
+func TestFetcherRetriesWhatOnFetchRefuses(t *testing.T) {
+	keys := set(t, edJWK(t, "k"))
+	ks := newKeyServer(t, keys)
+	var calls atomic.Int32
+	f := NewFetcher(FetcherOptions{RetryMin: 10 * time.Millisecond, RetryMax: 10 * time.Millisecond, OnFetch: func(context.Context, string, []byte) error {
+		if calls.Add(1) < 3 {
+			return fmt.Errorf("store unavailable")
+		}
+		return nil
+	}})
+	run(t, f)
+	uri := ks.URL + "/jwks.json"
+	f.Want([]Source{{URI: uri}})
+	eventually(t, "OnFetch accepts the set on its third call", func() bool { return string(f.Keys(uri)) == string(keys) })
+	if n := calls.Load(); n != 3 {
+		t.Errorf("OnFetch called %d times, want 3", n)
+	}
+}
+
+func TestFetcherRefetchHandsOverTheSameSetAgain(t *testing.T) {
+	ks := newKeyServer(t, set(t, edJWK(t, "k")))
+	var seen fetches
+	f := NewFetcher(FetcherOptions{OnFetch: seen.record})
+	run(t, f)
+	uri := ks.URL + "/jwks.json"
+	f.Want([]Source{{URI: uri}})
+	eventually(t, "the first fetch", func() bool { return seen.count() == 1 })
+	f.Refetch(uri)
+	eventually(t, "OnFetch called again with the same set", func() bool { return seen.count() == 2 })
+}
+
+func TestFetcherRefusesWhatIsNotHTTP(t *testing.T) {
+	f := NewFetcher(FetcherOptions{RetryMin: time.Hour})
+	run(t, f)
+	f.Want([]Source{{URI: "file:///etc/passwd"}})
+	eventually(t, "the URI is refused", func() bool {
+		err := f.Err("file:///etc/passwd")
+		return err != nil && strings.Contains(err.Error(), "want an http or https URL")
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/proxy/xdsclient"
 )
 
@@ -40,6 +41,13 @@ func (p *Proxy) handleReady(w http.ResponseWriter, _ *http.Request) {
 	case p.cfg.Load() == nil:
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = io.WriteString(w, "not ready: no configuration received from the control plane yet\n")
+	case p.agent != nil && p.agent.Certificate() == nil:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		msg := "not ready: no workload certificate from the control plane yet"
+		if e := p.agent.Status().LastError; e != "" {
+			msg += ": " + e
+		}
+		_, _ = io.WriteString(w, msg+"\n")
 	default:
 		_, _ = io.WriteString(w, "ready\n")
 	}
@@ -48,19 +56,22 @@ func (p *Proxy) handleReady(w http.ResponseWriter, _ *http.Request) {
 // configDump is the /config_dump document.
 type configDump struct {
 	Node struct {
-		ID           string            `json:"id"`
-		Service      string            `json:"service"`
-		Namespace    string            `json:"namespace"`
-		Labels       map[string]string `json:"labels"`
-		ServicePort  int               `json:"service_port"`
-		AppAddr      string            `json:"app_addr"`
-		InboundAddr  string            `json:"inbound_addr"`
-		OutboundAddr string            `json:"outbound_addr"`
-		AdminAddr    string            `json:"admin_addr"`
+		ID             string            `json:"id"`
+		Service        string            `json:"service"`
+		Namespace      string            `json:"namespace"`
+		ServiceAccount string            `json:"service_account"`
+		Labels         map[string]string `json:"labels"`
+		ServicePort    int               `json:"service_port"`
+		AppAddr        string            `json:"app_addr"`
+		InboundAddr    string            `json:"inbound_addr"`
+		OutboundAddr   string            `json:"outbound_addr"`
+		AdminAddr      string            `json:"admin_addr"`
 	} `json:"node"`
 	Ready    bool             `json:"ready"`
 	Draining bool             `json:"draining"`
 	XDS      xdsclient.Status `json:"xds"`
+	// Identity is the identity agent's state; null without a token.
+	Identity *identity.Status `json:"identity"`
 	// Compiled is the configuration requests are served with; null before
 	// the first full configuration.
 	Compiled *compiled `json:"compiled"`
@@ -73,9 +84,14 @@ func (p *Proxy) handleConfigDump(w http.ResponseWriter, _ *http.Request) {
 	d.Node.Service, d.Node.Namespace, d.Node.Labels = p.opts.Service, p.opts.Namespace, p.opts.Labels
 	d.Node.ServicePort, d.Node.AppAddr = p.opts.ServicePort, p.opts.AppAddr
 	d.Node.InboundAddr, d.Node.OutboundAddr, d.Node.AdminAddr = a.Inbound, a.Outbound, a.Admin
-	d.Ready = p.cfg.Load() != nil
+	d.Ready = p.cfg.Load() != nil && (p.agent == nil || p.agent.Certificate() != nil)
 	d.Draining = p.draining.Load()
 	d.XDS = p.xds.Status()
+	d.Node.ServiceAccount = p.opts.ServiceAccount
+	if p.agent != nil {
+		st := p.agent.Status()
+		d.Identity = &st
+	}
 	d.Compiled = p.dump.Load()
 
 	w.Header().Set("Content-Type", "application/json")
@@ -89,6 +105,9 @@ func (p *Proxy) handleConfigDump(w http.ResponseWriter, _ *http.Request) {
 func (p *Proxy) handleStats(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
 	if err := p.engine.WriteStats(w); err != nil {
+		return
+	}
+	if err := p.inbound.WriteStats(w, "listener.inbound."); err != nil {
 		return
 	}
 	st := p.xds.Status()

@@ -1,13 +1,18 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"time"
 
 	"github.com/weft-mesh/weft/internal/proxy/cluster"
 	"github.com/weft-mesh/weft/internal/proxy/forward"
+	"github.com/weft-mesh/weft/internal/proxy/identity"
+	"github.com/weft-mesh/weft/internal/proxy/listener"
+	"github.com/weft-mesh/weft/internal/proxy/mtls"
 	"github.com/weft-mesh/weft/internal/proxy/xdsclient"
 )
 
@@ -37,8 +42,18 @@ func (p *Proxy) apply(res xdsclient.Resources) {
 		// the "no configuration yet" 503 is the honest answer until then.
 		return
 	}
+	if missing := res.MissingSecrets(); len(missing) > 0 {
+		// As Envoy keeps a cluster warming until its secrets arrive: the
+		// previous configuration serves until then (SDS follows RDS in
+		// the same push, so this lasts a moment).
+		p.log.Info("waiting for secrets before applying the configuration", "missing", missing, "versions", res.Versions)
+		return
+	}
 	first := p.cfg.Load() == nil
-	cfg, warnings := p.compile(res)
+	cfg, inbound, warnings := p.compile(res)
+	// The listener policy first: a connection accepted from now on is
+	// classified as the new configuration says.
+	p.inboundPolicy.Store(inbound)
 	p.cfg.Store(cfg)
 	p.dump.Store(&compiled{Config: cfg, Versions: res.Versions, Warnings: warnings, CompiledAt: time.Now()})
 	for _, w := range warnings {
@@ -49,17 +64,23 @@ func (p *Proxy) apply(res xdsclient.Resources) {
 	}
 }
 
-// compile builds the runtime configuration. It cannot fail: everything was
-// validated when decoded. References that do not resolve (a route to a
-// cluster not sent, a listener whose route configuration has not arrived)
-// are reported as warnings and answered at request time with a 503 naming
-// them, as Envoy does.
-func (p *Proxy) compile(res xdsclient.Resources) (*forward.Config, []string) {
+// compile builds the runtime configuration and the inbound listener's
+// connection policy. It cannot fail: everything was validated when
+// decoded, and apply checked that the secrets referred to are there.
+// References that do not resolve (a route to a cluster not sent, a listener
+// whose route configuration has not arrived) are reported as warnings and
+// answered at request time with a 503 naming them, as Envoy does.
+func (p *Proxy) compile(res xdsclient.Resources) (*forward.Config, *listener.Policy, []string) {
 	cfg := &forward.Config{
 		Listeners: make(map[string]*forward.Listener, len(res.Listeners)),
 		Clusters:  make(map[string]*cluster.Cluster, len(res.Clusters)),
 	}
 	warnings := []string{}
+	id := p.Identity()
+	var roots *mtls.Roots
+	if s := res.Secrets[xdsclient.RootCASecret]; s != nil {
+		roots = p.sec.roots(s.Roots)
+	}
 
 	built := make(map[string]builtCluster, len(res.Clusters))
 	for name, spec := range res.Clusters {
@@ -70,19 +91,50 @@ func (p *Proxy) compile(res xdsclient.Resources) (*forward.Config, []string) {
 				eps = a.Endpoints
 			}
 		}
-		if prev, ok := p.clusters[name]; ok && prev.connectTimeout == spec.ConnectTimeout && slices.Equal(prev.c.Endpoints(), eps) {
+		var (
+			rt   http.RoundTripper
+			opts []cluster.Option
+		)
+		if spec.TLS != nil {
+			rt = p.transports.ForTLS(spec.ConnectTimeout, forward.UpstreamTLS{
+				Roots: roots, Identity: id, SNI: spec.TLS.SNI, SubjectAltNames: spec.TLS.SubjectAltNames,
+			})
+			opts = append(opts, cluster.WithTLS(&cluster.TLS{SNI: spec.TLS.SNI, SubjectAltNames: spec.TLS.SubjectAltNames}))
+		} else {
+			rt = p.transports.For(spec.ConnectTimeout)
+		}
+		// The same transport means the same connect timeout and TLS
+		// settings.
+		if prev, ok := p.clusters[name]; ok && prev.c.Transport() == rt && slices.Equal(prev.c.Endpoints(), eps) {
 			built[name] = prev
 			cfg.Clusters[name] = prev.c
 			continue
 		}
-		c := cluster.New(name, spec.ConnectTimeout, eps, p.transports.For(spec.ConnectTimeout))
+		c := cluster.New(name, spec.ConnectTimeout, eps, rt, opts...)
 		built[name] = builtCluster{connectTimeout: spec.ConnectTimeout, c: c}
 		cfg.Clusters[name] = c
 	}
 	p.clusters = built
+	p.transports.Sweep()
+
+	inbound := listener.PlaintextOnly
+	if l := res.Listeners["inbound"]; l != nil {
+		inbound = &listener.Policy{Inspect: l.InspectTLS, Plaintext: l.Plaintext, Identity: id}
+		if l.TLS != nil {
+			inbound.TLS = p.sec.serverConfig(roots, id, l.TLS.ALPN)
+		}
+	}
+	if (inbound.TLS != nil || len(p.clusters) > 0 && anyTLS(cfg.Clusters)) && (id == nil || id.Certificate() == nil) {
+		warnings = append(warnings, "mTLS is configured but the proxy has no workload certificate yet: TLS handshakes fail until it has one")
+	}
 
 	for name, l := range res.Listeners {
-		fl := &forward.Listener{Name: name, RouteConfigName: l.RouteConfigName, Routes: l.InlineRoutes}
+		fl := &forward.Listener{
+			Name: name, RouteConfigName: l.RouteConfigName, Routes: l.InlineRoutes,
+			SetClientCert:       l.ForwardClientCert == "SANITIZE_SET",
+			DropInternalHeaders: name == "inbound",
+			HTTP:                l.HTTPFilters,
+		}
 		if fl.Routes == nil {
 			fl.Routes = res.Routes[l.RouteConfigName]
 		}
@@ -102,5 +154,49 @@ func (p *Proxy) compile(res xdsclient.Resources) (*forward.Config, []string) {
 		}
 	}
 	slices.Sort(warnings)
-	return cfg, warnings
+	return cfg, inbound, warnings
+}
+
+func anyTLS(cs map[string]*cluster.Cluster) bool {
+	for _, c := range cs {
+		if c.TLS() != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// security is the TLS state compile keeps from one update to the next, so
+// that an update that changes nothing about TLS changes nothing for it:
+// the parsed trust bundle (with its cache of verified peers) and the
+// inbound listener's TLS configuration, whose session ticket keys clients'
+// resumable sessions depend on. Owned by the xDS client's goroutine.
+type security struct {
+	bundle    *mtls.Roots
+	server    *tls.Config
+	serverKey serverKey
+}
+
+type serverKey struct {
+	roots    [32]byte
+	identity identity.Source
+	alpn     string
+}
+
+// roots returns the bundle in use if r is the same bundle, r otherwise.
+func (s *security) roots(r *mtls.Roots) *mtls.Roots {
+	if s.bundle == nil || s.bundle.Digest() != r.Digest() {
+		s.bundle = r
+	}
+	return s.bundle
+}
+
+// serverConfig returns the inbound TLS configuration, the previous one
+// when nothing it is built from changed.
+func (s *security) serverConfig(roots *mtls.Roots, id identity.Source, alpn []string) *tls.Config {
+	k := serverKey{roots.Digest(), id, fmt.Sprint(alpn)}
+	if s.server == nil || s.serverKey != k {
+		s.server, s.serverKey = mtls.ServerConfig(roots, id, alpn), k
+	}
+	return s.server
 }

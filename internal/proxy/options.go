@@ -5,18 +5,22 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"time"
+
+	"github.com/weft-mesh/weft/internal/proxy/identity"
 )
 
 // Defaults for Options, Istio's port numbers.
 const (
-	DefaultNamespace    = "default"
-	DefaultServicePort  = 80
-	DefaultInboundAddr  = "127.0.0.1:15006"
-	DefaultOutboundAddr = "127.0.0.1:15001"
-	DefaultAdminAddr    = "127.0.0.1:15000"
-	DefaultDrainTimeout = 5 * time.Second
+	DefaultNamespace      = "default"
+	DefaultServiceAccount = "default"
+	DefaultServicePort    = 80
+	DefaultInboundAddr    = "127.0.0.1:15006"
+	DefaultOutboundAddr   = "127.0.0.1:15001"
+	DefaultAdminAddr      = "127.0.0.1:15000"
+	DefaultDrainTimeout   = 5 * time.Second
 )
 
 // Options configure a proxy. The zero value of each optional field means
@@ -29,6 +33,26 @@ type Options struct {
 	Service string
 	// Namespace is the workload's namespace; default "default".
 	Namespace string
+	// ServiceAccount names the workload's identity in its namespace;
+	// default "default". The proxy's SPIFFE ID is
+	// spiffe://<trust-domain>/ns/<Namespace>/sa/<ServiceAccount>, and its
+	// token must be for that identity.
+	ServiceAccount string
+	// TokenFile holds the token that proves the workload's identity to the
+	// control plane (weft token create). It is sent on every call to the
+	// control plane and read again for each, so it can be replaced while
+	// the proxy runs. With a token the proxy obtains and renews its
+	// certificate (SVID) and is ready only once it has one. Required unless
+	// InsecureXDS.
+	TokenFile string
+	// CAFile holds the trust bundle (PEM, weft ca root) that verifies the
+	// control plane's certificate. Required unless InsecureXDS.
+	CAFile string
+	// InsecureXDS talks to the control plane in plaintext, for tests only.
+	InsecureXDS bool
+	// Identity, when set, provides the proxy's certificate for mTLS
+	// instead of the identity agent: for tests, which bring their own CA.
+	Identity identity.Source
 	// Labels are the workload's labels, used by the control plane to select
 	// subsets and policies.
 	Labels map[string]string
@@ -58,6 +82,9 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.Namespace == "" {
 		o.Namespace = DefaultNamespace
+	}
+	if o.ServiceAccount == "" {
+		o.ServiceAccount = DefaultServiceAccount
 	}
 	if o.ServicePort == 0 {
 		o.ServicePort = DefaultServicePort
@@ -97,6 +124,22 @@ func (o *Options) validate() error {
 	}
 	if err := checkLoopback(o.AdminAddr); err != nil {
 		errs = append(errs, fmt.Errorf("admin address: %w", err))
+	}
+	if !o.InsecureXDS {
+		if o.TokenFile == "" {
+			errs = append(errs, errors.New("a token file is required to talk to the control plane (--token-file; make one with weft token create), or --insecure-xds for tests"))
+		}
+		if o.CAFile == "" {
+			errs = append(errs, errors.New("a CA file is required to verify the control plane (--ca-file; the bundle from weft ca root), or --insecure-xds for tests"))
+		}
+	}
+	for _, f := range []struct{ what, path string }{{"token file", o.TokenFile}, {"CA file", o.CAFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.what, err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -20,7 +20,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/weft-mesh/weft/internal/proxy/forward"
+	"github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/proxy/listener"
 	"github.com/weft-mesh/weft/internal/proxy/xdsclient"
 )
@@ -38,14 +41,22 @@ type Proxy struct {
 
 	transports *forward.Transports
 	engine     *forward.Engine
+	conn       *grpc.ClientConn // to the control plane: xDS and CA
 	xds        *xdsclient.Client
-	outbound   *listener.Server
-	inbound    *listener.Server
-	admin      *http.Server
-	adminLn    net.Listener
+	// agent is the identity agent; nil when the proxy has no token (only
+	// possible with InsecureXDS), and then the proxy has no certificate.
+	agent    *identity.Agent
+	outbound *listener.Server
+	inbound  *listener.Server
+	admin    *http.Server
+	adminLn  net.Listener
 
 	// Owned by the xDS client's goroutine (apply).
 	clusters map[string]builtCluster
+	// sec is the compiled security state (compile.go); inboundPolicy is
+	// what the inbound listener reads per connection.
+	sec           security
+	inboundPolicy atomic.Pointer[listener.Policy]
 }
 
 // Addrs are the addresses a proxy is bound to.
@@ -76,6 +87,23 @@ func New(opts Options) (*Proxy, error) {
 		return nil, fmt.Errorf("invalid options: %w", err)
 	}
 	p := &Proxy{opts: opts, log: opts.Logger.With("component", "proxy"), transports: forward.NewTransports()}
+	if opts.InsecureXDS {
+		p.log.Warn("xDS and CA are dialled WITHOUT TLS; use only for tests", "control_plane", opts.ControlPlane)
+	}
+	conn, err := xdsclient.Dial(opts.ControlPlane, xdsclient.DialConfig{Insecure: opts.InsecureXDS, CAFile: opts.CAFile, TokenFile: opts.TokenFile})
+	if err != nil {
+		return nil, err
+	}
+	p.conn = conn
+	if opts.TokenFile != "" {
+		if p.agent, err = identity.NewAgent(identity.AgentOptions{
+			Conn: conn, TokenFile: opts.TokenFile, Namespace: opts.Namespace, ServiceAccount: opts.ServiceAccount,
+			Logger: opts.Logger.With("component", "identity"),
+		}); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
 	p.engine = forward.New(&p.cfg, opts.Logger.With("component", "forward"))
 
 	var lns []net.Listener
@@ -83,6 +111,7 @@ func New(opts Options) (*Proxy, error) {
 		for _, ln := range lns {
 			ln.Close()
 		}
+		conn.Close()
 	}
 	for _, addr := range []string{opts.OutboundAddr, opts.InboundAddr, opts.AdminAddr} {
 		ln, err := net.Listen("tcp", addr)
@@ -94,20 +123,23 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p.outbound = listener.New("outbound", lns[0], p.engine.Handler("outbound"), opts.Logger.With("component", "listener", "listener", "outbound"))
 	p.inbound = listener.New("inbound", lns[1], p.engine.Handler("inbound"), opts.Logger.With("component", "listener", "listener", "inbound"))
+	p.inbound.SetPolicy(p.inboundPolicy.Load)
 	p.adminLn = lns[2]
 	p.admin = p.newAdminServer()
 
 	xds, err := xdsclient.New(xdsclient.Options{
 		ControlPlane: opts.ControlPlane,
+		Conn:         conn,
 		Node: xdsclient.NodeInfo{
-			Service:      opts.Service,
-			Namespace:    opts.Namespace,
-			Labels:       opts.Labels,
-			ServicePort:  opts.ServicePort,
-			InboundAddr:  lns[1].Addr().String(),
-			OutboundAddr: lns[0].Addr().String(),
-			AppAddr:      opts.AppAddr,
-			AdminAddr:    lns[2].Addr().String(),
+			Service:        opts.Service,
+			Namespace:      opts.Namespace,
+			ServiceAccount: opts.ServiceAccount,
+			Labels:         opts.Labels,
+			ServicePort:    opts.ServicePort,
+			InboundAddr:    lns[1].Addr().String(),
+			OutboundAddr:   lns[0].Addr().String(),
+			AppAddr:        opts.AppAddr,
+			AdminAddr:      lns[2].Addr().String(),
 		},
 		OnUpdate: p.apply,
 		Logger:   opts.Logger.With("component", "xdsclient"),
@@ -127,6 +159,19 @@ func (p *Proxy) Addrs() Addrs {
 
 // NodeID is the xDS node ID the proxy identifies itself with.
 func (p *Proxy) NodeID() string { return p.xds.NodeID() }
+
+// Identity is the proxy's certificate source for TLS: the identity agent,
+// or nil when the proxy runs without a token (InsecureXDS only). Its
+// Certificate is nil until the first SVID arrives.
+func (p *Proxy) Identity() identity.Source {
+	if p.opts.Identity != nil {
+		return p.opts.Identity
+	}
+	if p.agent == nil {
+		return nil
+	}
+	return p.agent
+}
 
 // Serve runs the listeners, the admin server and the xDS client until ctx
 // ends, then drains: it stops accepting, lets requests in flight finish for
@@ -157,6 +202,9 @@ func (p *Proxy) Serve(ctx context.Context) error {
 			failed <- err
 		}
 	})
+	if p.agent != nil {
+		wg.Go(func() { _ = p.agent.Run(xdsCtx) })
+	}
 	p.log.Info("weft-proxy started", "node", p.xds.NodeID(), "control_plane", p.opts.ControlPlane,
 		"outbound", p.outbound.Addr().String(), "inbound", p.inbound.Addr().String(), "admin", p.adminLn.Addr().String())
 
@@ -169,6 +217,7 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	p.drain()
 	stopXDS()
 	wg.Wait()
+	p.conn.Close()
 	p.transports.CloseIdleConnections()
 	p.log.Info("weft-proxy stopped")
 	return err

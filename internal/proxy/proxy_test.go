@@ -17,10 +17,10 @@ import (
 	"time"
 
 	clusterpb "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corepb "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerpb "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routepb "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmpb "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlspb "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherpb "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
@@ -92,6 +92,7 @@ func newWorld(t *testing.T) *world {
 
 	p, err := New(Options{
 		ControlPlane: w.srv.Addr,
+		InsecureXDS:  true,
 		Service:      "productpage",
 		AppAddr:      addrOf(w.backends["app"]),
 		InboundAddr:  "127.0.0.1:0",
@@ -249,7 +250,7 @@ func TestRoutesByHost(t *testing.T) {
 		{"the short name routes to the service", "outbound", "GET", "reviews", "/r/1?x=y", nil, "reviews-v1 GET /r/1?x=y reviews"},
 		{"the name with its port routes to the service", "outbound", "GET", "reviews:80", "/", nil, "reviews-v1 GET / reviews:80"},
 		{"the fully qualified name routes to the service", "outbound", "GET", "reviews.default.svc.cluster.local", "/", nil, "reviews-v1 GET / reviews.default.svc.cluster.local"},
-		{"host matching ignores case", "outbound", "GET", "Ratings.Default", "/", nil, "ratings GET / Ratings.Default"},
+		{"host matching ignores case, and the host is forwarded lower-cased as policy saw it", "outbound", "GET", "Ratings.Default", "/", nil, "ratings GET / ratings.default"},
 		{"a header match routes to the canary", "outbound", "GET", "reviews", "/", []string{"X-Canary", "yes"}, "reviews-v2 GET / reviews"},
 		{"a header with another value does not", "outbound", "GET", "reviews", "/", []string{"X-Canary", "no"}, "reviews-v1 GET / reviews"},
 		{"a :method match routes by method", "outbound", "POST", "reviews", "/", nil, "ratings POST / reviews"},
@@ -361,9 +362,11 @@ var nackCases = []nackCase{
 	{"a cluster with MAGLEV load balancing", xdsclient.ClusterURL, func(s *xdstest.Snapshot) {
 		s.Clusters[0].(*clusterpb.Cluster).LbPolicy = clusterpb.Cluster_MAGLEV
 	}, "cluster " + reviewsV1 + ": lb_policy: MAGLEV not supported, want ROUND_ROBIN"},
-	{"a cluster with a transport socket", xdsclient.ClusterURL, func(s *xdstest.Snapshot) {
-		s.Clusters[0].(*clusterpb.Cluster).TransportSocket = &corepb.TransportSocket{Name: "envoy.transport_sockets.tls"}
-	}, "cluster " + reviewsV1 + ": transport_socket: not supported"},
+	{"a cluster with mTLS allowing TLS 1.2", xdsclient.ClusterURL, func(s *xdstest.Snapshot) {
+		ctx := xdstest.UpstreamTLSContext(reviewsV1, "spiffe://cluster.local/ns/default/sa/reviews")
+		ctx.CommonTlsContext.TlsParams.TlsMinimumProtocolVersion = tlspb.TlsParameters_TLSv1_2
+		xdstest.WithUpstreamTLS(s.Clusters[0].(*clusterpb.Cluster), ctx)
+	}, "cluster " + reviewsV1 + ": transport_socket.typed_config.common_tls_context.tls_params.tls_minimum_protocol_version: TLSv1_2 not supported, want TLSv1_3"},
 	{"an HTTP filter other than the router that is not optional", xdsclient.ListenerURL, func(s *xdstest.Snapshot) {
 		outboundHCM(s, func(h *hcmpb.HttpConnectionManager) {
 			h.HttpFilters = append([]*hcmpb.HttpFilter{{
@@ -372,7 +375,7 @@ var nackCases = []nackCase{
 			}}, h.HttpFilters...)
 		})
 	}, `listener outbound: filter_chains[0].filters[0].typed_config.http_filters[0]: filter "envoy.filters.http.fault" ` +
-		"(type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault) not supported; only envoy.filters.http.router, or filters marked is_optional"},
+		"(type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault) not supported; want envoy.filters.http.jwt_authn, envoy.filters.http.rbac and envoy.filters.http.router, or is_optional"},
 	{"a listener with two filter chains", xdsclient.ListenerURL, func(s *xdstest.Snapshot) {
 		l := s.Listeners[0].(*listenerpb.Listener)
 		l.FilterChains = append(l.FilterChains, proto.Clone(l.FilterChains[0]).(*listenerpb.FilterChain))
@@ -610,12 +613,17 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"a missing control plane, service and app address", Options{},
+		{"a missing control plane, service and app address", Options{InsecureXDS: true},
 			"invalid options: control plane address is required\nservice is required\napp address is required"},
-		{"an admin address off loopback", Options{ControlPlane: "cp:15010", Service: "s", AppAddr: "127.0.0.1:8080", AdminAddr: "0.0.0.0:15000"},
+		{"an admin address off loopback", Options{ControlPlane: "cp:15010", Service: "s", AppAddr: "127.0.0.1:8080", AdminAddr: "0.0.0.0:15000", InsecureXDS: true},
 			`invalid options: admin address: "0.0.0.0:15000" is not a loopback address`},
-		{"an app address without a port", Options{ControlPlane: "cp:15010", Service: "s", AppAddr: "127.0.0.1"},
+		{"an app address without a port", Options{ControlPlane: "cp:15010", Service: "s", AppAddr: "127.0.0.1", InsecureXDS: true},
 			"invalid options: app address: address 127.0.0.1: missing port in address"},
+		{"without insecure xDS a token and a CA file are required", Options{ControlPlane: "cp:15010", Service: "s", AppAddr: "127.0.0.1:8080"},
+			"invalid options: a token file is required to talk to the control plane (--token-file; make one with weft token create), or --insecure-xds for tests\n" +
+				"a CA file is required to verify the control plane (--ca-file; the bundle from weft ca root), or --insecure-xds for tests"},
+		{"a token file that does not exist is named", Options{ControlPlane: "cp:15010", Service: "s", AppAddr: "127.0.0.1:8080", InsecureXDS: true, TokenFile: "/nonexistent/token"},
+			"invalid options: token file: stat /nonexistent/token: no such file or directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

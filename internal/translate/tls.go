@@ -12,6 +12,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
@@ -63,7 +64,7 @@ func rootCARef() *tlsv3.SdsSecretConfig {
 	return &tlsv3.SdsSecretConfig{Name: RootCASecret, SdsConfig: adsSource()}
 }
 
-func tlsTransportSocket(m interface{ ProtoReflect() protoreflectMessage }) (*corev3.TransportSocket, error) {
+func tlsTransportSocket(m proto.Message) (*corev3.TransportSocket, error) {
 	a, err := anypb.New(m)
 	if err != nil {
 		return nil, err

@@ -45,22 +45,34 @@ type Resources struct {
 	Routes    []types.Resource
 	Clusters  []types.Resource
 	Endpoints []types.Resource
+	// Secrets holds ROOTCA when security is on, and is empty otherwise.
+	Secrets []types.Resource
 }
 
 // Translate builds the resources for proxy from snap. proxy need not be in
 // snap yet: a proxy that has just connected is translated from its own
 // metadata.
 func Translate(snap *mesh.Snapshot, proxy *mesh.Workload) (*Resources, error) {
-	t := &translation{snap: snap, proxy: proxy}
+	return translate(snap, proxy, policy{mtlsMode: peerAuthenticationMode, httpFilters: inboundHTTPFilters})
+}
+
+// policy are the security policy decisions translation takes from the
+// policy code (authz*.go); tests may substitute them.
+type policy struct {
+	mtlsMode    func(*mesh.Snapshot, *mesh.Workload, uint32) MTLSMode
+	httpFilters func(*mesh.Snapshot, *mesh.Workload) ([]*hcmv3.HttpFilter, error)
+}
+
+func translate(snap *mesh.Snapshot, proxy *mesh.Workload, pol policy) (*Resources, error) {
+	t := &translation{snap: snap, proxy: proxy, policy: pol}
 	res := &Resources{}
+	if securityOn(snap) {
+		res.Secrets = append(res.Secrets, rootCASecret(snap))
+	}
 
 	inboundCluster := InboundClusterName(proxy.ServicePort)
 	for _, name := range []string{OutboundName, InboundName} {
-		addr := proxy.OutboundAddr
-		if name == InboundName {
-			addr = proxy.InboundAddr
-		}
-		l, err := listener(name, addr)
+		l, err := t.listener(name)
 		if err != nil {
 			return nil, fmt.Errorf("listener %s of proxy %s: %w", name, proxy.ID, err)
 		}
@@ -96,7 +108,11 @@ func Translate(snap *mesh.Snapshot, proxy *mesh.Workload) (*Resources, error) {
 	})
 
 	for _, c := range t.outboundClusters() {
-		res.Clusters = append(res.Clusters, edsCluster(c.name))
+		cl, err := t.outboundClusterResource(c)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", c.name, err)
+		}
+		res.Clusters = append(res.Clusters, cl)
 		cla, err := loadAssignment(c.name, c.endpoints)
 		if err != nil {
 			return nil, err
@@ -120,32 +136,38 @@ func InboundClusterName(port uint32) string {
 }
 
 type translation struct {
-	snap  *mesh.Snapshot
-	proxy *mesh.Workload
+	snap   *mesh.Snapshot
+	proxy  *mesh.Workload
+	policy policy
+	// modes caches the PeerAuthentication mode of endpoints by workload ID.
+	modes map[string]MTLSMode
 }
 
 // outboundCluster is one cluster to build: a service or one of its subsets.
 type outboundCluster struct {
 	name      string
 	endpoints []*mesh.Workload
+	svc       *mesh.Service
+	rule      *mesh.DestinationRule // the service's DestinationRule, if any
+	subset    int                   // index in rule's subsets; -1 for the whole service
 }
 
 func (t *translation) outboundClusters() []outboundCluster {
 	var out []outboundCluster
 	for _, svc := range t.snap.Services {
-		out = append(out, outboundCluster{name: OutboundClusterName(svc.Port, "", svc.Hostname), endpoints: svc.Workloads})
 		dr := t.destinationRule(svc.Hostname)
+		out = append(out, outboundCluster{name: OutboundClusterName(svc.Port, "", svc.Hostname), endpoints: svc.Workloads, svc: svc, rule: dr, subset: -1})
 		if dr == nil {
 			continue
 		}
-		for _, subset := range dr.Spec.GetSubsets() {
+		for i, subset := range dr.Spec.GetSubsets() {
 			var eps []*mesh.Workload
 			for _, w := range svc.Workloads {
 				if labelsMatch(subset.GetLabels(), w.Labels) {
 					eps = append(eps, w)
 				}
 			}
-			out = append(out, outboundCluster{name: OutboundClusterName(svc.Port, subset.GetName(), svc.Hostname), endpoints: eps})
+			out = append(out, outboundCluster{name: OutboundClusterName(svc.Port, subset.GetName(), svc.Hostname), endpoints: eps, svc: svc, rule: dr, subset: i})
 		}
 	}
 	return out
@@ -246,7 +268,17 @@ func socketAddress(hostport string) (*corev3.Address, error) {
 	}}}, nil
 }
 
-func listener(name, addr string) (*listenerv3.Listener, error) {
+// listener builds the outbound or the inbound listener. Both hold one
+// HTTP connection manager routing with the route configuration of the
+// listener's name. With security on, the inbound listener tells TLS from
+// plaintext connections and serves each with the filter chain its
+// PeerAuthentication mode allows, and its HCM sets x-forwarded-client-cert
+// from the verified peer; the inbound HCM runs the policy filters first.
+func (t *translation) listener(name string) (*listenerv3.Listener, error) {
+	addr := t.proxy.OutboundAddr
+	if name == InboundName {
+		addr = t.proxy.InboundAddr
+	}
 	address, err := socketAddress(addr)
 	if err != nil {
 		return nil, err
@@ -255,31 +287,53 @@ func listener(name, addr string) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	hcm, err := anypb.New(&hcmv3.HttpConnectionManager{
+	h := &hcmv3.HttpConnectionManager{
 		StatPrefix: name,
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsSource(),
 			RouteConfigName: name,
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{{
-			Name:       wellknown.Router,
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
-		}},
+	}
+	if err := pathNormalization(h, t.snap.Security.PathNormalization); err != nil {
+		return nil, err
+	}
+	if name == InboundName {
+		filters, err := t.policy.httpFilters(t.snap, t.proxy)
+		if err != nil {
+			return nil, err
+		}
+		h.HttpFilters = append(h.HttpFilters, filters...)
+		if securityOn(t.snap) {
+			setClientCertDetails(h)
+		}
+	}
+	h.HttpFilters = append(h.HttpFilters, &hcmv3.HttpFilter{
+		Name:       wellknown.Router,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
 	})
+	hcm, err := anypb.New(h)
 	if err != nil {
 		return nil, err
 	}
-	return &listenerv3.Listener{
-		Name:    name,
-		Address: address,
-		FilterChains: []*listenerv3.FilterChain{{
-			Filters: []*listenerv3.Filter{{
-				Name:       wellknown.HTTPConnectionManager,
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
-			}},
-		}},
-	}, nil
+	filters := []*listenerv3.Filter{{
+		Name:       wellknown.HTTPConnectionManager,
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+	}}
+	l := &listenerv3.Listener{Name: name, Address: address}
+	if name != InboundName || !securityOn(t.snap) {
+		l.FilterChains = []*listenerv3.FilterChain{{Filters: filters}}
+		return l, nil
+	}
+	inspector, err := tlsInspector()
+	if err != nil {
+		return nil, err
+	}
+	l.ListenerFilters = []*listenerv3.ListenerFilter{inspector}
+	if l.FilterChains, err = inboundChains(t.policy.mtlsMode(t.snap, t.proxy, t.proxy.ServicePort), filters); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 type named interface {

@@ -107,22 +107,29 @@ func TestTranslateGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Translate: %v", err)
 			}
-			checkConsistent(t, res)
-			got := render(t, res)
-			file := filepath.Join("testdata", sanitize(tt.name)+".golden.json")
-			if *update {
-				if err := os.WriteFile(file, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatalf("read golden file (run go test -update to create it): %v", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("translation differs from %s; run `go test ./internal/translate -update` and review the diff\n%s", file, got)
-			}
+			checkGolden(t, tt.name, res)
 		})
+	}
+}
+
+// checkGolden compares res with the golden file named after the test, or
+// rewrites it with -update.
+func checkGolden(t *testing.T, name string, res *Resources) {
+	t.Helper()
+	checkConsistent(t, res)
+	got := render(t, res)
+	file := filepath.Join("testdata", sanitize(name)+".golden.json")
+	if *update {
+		if err := os.WriteFile(file, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("read golden file (run go test -update to create it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("translation differs from %s; run `go test ./internal/translate -update` and review the diff\n%s", file, got)
 	}
 }
 
@@ -156,6 +163,7 @@ func checkConsistent(t *testing.T, res *Resources) {
 		resource.RouteType:    res.Routes,
 		resource.ClusterType:  res.Clusters,
 		resource.EndpointType: res.Endpoints,
+		resource.SecretType:   res.Secrets,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -181,6 +189,7 @@ func render(t *testing.T, res *Resources) []byte {
 	add("routes", res.Routes)
 	add("clusters", res.Clusters)
 	add("endpoints", res.Endpoints)
+	add("secrets", res.Secrets)
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
 		t.Fatal(err)

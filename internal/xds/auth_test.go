@@ -110,7 +110,7 @@ func (s *secureServer) openADS(t *testing.T, tok, sa string) *grpcstatus.Status 
 	}
 	md := map[string]any{
 		"service": "orders", "namespace": "default", "service_port": 8080,
-		"inbound_addr": "127.0.0.1:16006", "app_addr": "127.0.0.1:8080",
+		"inbound_addr": "127.0.0.1:16006", "outbound_addr": "127.0.0.1:16001", "app_addr": "127.0.0.1:8080",
 	}
 	if sa != "" {
 		md["service_account"] = sa
@@ -218,7 +218,7 @@ func TestADSAndCARequireAMatchingToken(t *testing.T) {
 		}
 		n := node(t, "sidecar~orders-2.default", map[string]any{
 			"service": "orders", "namespace": "default", "service_account": "orders", "service_port": 8080,
-			"inbound_addr": "127.0.0.1:16006", "app_addr": "127.0.0.1:8080",
+			"inbound_addr": "127.0.0.1:16006", "outbound_addr": "127.0.0.1:16001", "app_addr": "127.0.0.1:8080",
 		})
 		if err := stream.Send(&discoverygrpc.DiscoveryRequest{Node: n, TypeUrl: resource.ListenerType}); err != nil {
 			t.Fatal(err)

@@ -130,6 +130,7 @@ var TypeNames = []struct{ URL, Short string }{
 	{resource.EndpointType, "EDS"},
 	{resource.ListenerType, "LDS"},
 	{resource.RouteType, "RDS"},
+	{resource.SecretType, "SDS"},
 }
 
 func shortType(url string) string {
@@ -283,6 +284,10 @@ func (s *Server) push(snap *mesh.Snapshot, p *proxyState) {
 		resource.EndpointType: res.Endpoints,
 		resource.ListenerType: res.Listeners,
 		resource.RouteType:    res.Routes,
+		// Always present, even empty: a proxy subscribed to secrets then
+		// gets an answer, and one that had ROOTCA loses it when security
+		// is turned off.
+		resource.SecretType: res.Secrets,
 	})
 	if err == nil {
 		err = cs.Consistent()

@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	// Control planes record themselves for local CLIs; keep those records
+	// in the test's own directory.
+	os.Setenv(apiclient.EnvRuntimeDir, filepath.Join(dir, "run"))
 	for _, b := range []string{"weft", "weft-proxy"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "github.com/weft-mesh/weft/cmd/"+b)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -135,21 +138,29 @@ type controlPlane struct {
 	dataDir, xdsAddr, httpAddr string
 	grace                      time.Duration
 	api                        *apiclient.Client
+	// extraArgs are added to the control plane's command line.
+	extraArgs []string
+
+	// credsDir holds the tokens and the trust bundle made for sidecars.
+	credsDir string
+	mu       sync.Mutex
+	tokens   map[string]string // "ns/sa" -> token file
+	caFile   string
 }
 
-func startControlPlane(t *testing.T, grace time.Duration) *controlPlane {
+func startControlPlane(t *testing.T, grace time.Duration, extraArgs ...string) *controlPlane {
 	t.Helper()
-	cp := &controlPlane{dataDir: t.TempDir(), xdsAddr: freeAddr(t), httpAddr: freeAddr(t), grace: grace}
+	cp := &controlPlane{dataDir: t.TempDir(), xdsAddr: freeAddr(t), httpAddr: freeAddr(t), grace: grace,
+		extraArgs: extraArgs, credsDir: t.TempDir(), tokens: map[string]string{}}
 	cp.start(t)
 	return cp
 }
 
 func (cp *controlPlane) start(t *testing.T) {
 	t.Helper()
-	cp.process = startProcess(t, "control-plane", "weft", "control-plane",
+	cp.process = startProcess(t, "control-plane", "weft", append([]string{"control-plane",
 		"--data-dir", cp.dataDir, "--xds-addr", cp.xdsAddr, "--http-addr", cp.httpAddr,
-		"--registration-grace", cp.grace.String(), "--log-level", "debug")
-	cp.api = apiclient.New("http://" + cp.httpAddr)
+		"--registration-grace", cp.grace.String(), "--log-level", "debug"}, cp.extraArgs...)...)
 	eventually(t, 60*time.Second, "control plane healthy", func() error {
 		select {
 		case <-cp.done:
@@ -158,20 +169,88 @@ func (cp *controlPlane) start(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		return cp.api.Healthy(ctx)
+		return apiclient.New("http://" + cp.httpAddr).Healthy(ctx)
 	})
+	// The control plane writes its admin token before it serves.
+	token, err := apiclient.ReadToken(cp.adminTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.api = apiclient.New("http://"+cp.httpAddr, apiclient.WithToken(token))
 }
 
-// weft runs the CLI against cp and returns its combined output and error.
+// adminTokenFile is where the control plane writes its admin token.
+func (cp *controlPlane) adminTokenFile() string { return filepath.Join(cp.dataDir, "admin.token") }
+
+// weft runs the CLI against cp, with its admin token, and returns its
+// combined output and error.
 func (cp *controlPlane) weft(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	return cp.weftEnv(t, stdin, []string{"WEFT_TOKEN_FILE=" + cp.adminTokenFile()}, args...)
+}
+
+// weftEnv runs the CLI against cp with env added to the environment.
+func (cp *controlPlane) weftEnv(t *testing.T, stdin string, env []string, args ...string) (string, error) {
+	t.Helper()
+	stdout, stderr, err := cp.weftOut(t, stdin, env, args...)
+	return stderr + stdout, err
+}
+
+// weftOut runs the CLI against cp and returns its standard output and
+// standard error apart.
+func (cp *controlPlane) weftOut(t *testing.T, stdin string, env []string, args ...string) (string, string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "weft"), args...)
-	cmd.Env = append(os.Environ(), "WEFT_SERVER=http://"+cp.httpAddr)
+	cmd.Env = append(append(os.Environ(), "WEFT_SERVER=http://"+cp.httpAddr), env...)
 	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// tokenFile returns a file holding a token for namespace/serviceAccount,
+// made once with `weft token create` and the admin token.
+func (cp *controlPlane) tokenFile(t *testing.T, namespace, serviceAccount string) string {
+	t.Helper()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	key := namespace + "/" + serviceAccount
+	if f, ok := cp.tokens[key]; ok {
+		return f
+	}
+	out, stderr, err := cp.weftOut(t, "", []string{"WEFT_TOKEN_FILE=" + cp.adminTokenFile()},
+		"token", "create", "--namespace", namespace, "--service-account", serviceAccount)
+	if err != nil {
+		t.Fatalf("weft token create: %v\n%s%s", err, stderr, out)
+	}
+	f := filepath.Join(cp.credsDir, namespace+"-"+serviceAccount+".token")
+	if err := os.WriteFile(f, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cp.tokens[key] = f
+	return f
+}
+
+// trustBundleFile returns a file holding `weft ca root`.
+func (cp *controlPlane) trustBundleFile(t *testing.T) string {
+	t.Helper()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.caFile != "" {
+		return cp.caFile
+	}
+	out, stderr, err := cp.weftOut(t, "", []string{"WEFT_TOKEN_FILE=" + cp.adminTokenFile()}, "ca", "root")
+	if err != nil || !strings.Contains(out, "BEGIN CERTIFICATE") {
+		t.Fatalf("weft ca root: %v\n%s%s", err, stderr, out)
+	}
+	cp.caFile = filepath.Join(cp.credsDir, "ca.pem")
+	if err := os.WriteFile(cp.caFile, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cp.caFile
 }
 
 // apply applies YAML through the API, fails the test if it is refused, and
@@ -225,18 +304,53 @@ type sidecar struct {
 	inboundAddr, outboundAddr, adminAdr string
 }
 
-// startSidecar runs a weft-proxy for service in front of appAddr and waits
-// until it has its first config.
+// startSidecar runs a weft-proxy for service (with the service account of
+// the same name, in namespace default) in front of appAddr, with a token
+// and the trust bundle over TLS, and waits until it has its first config
+// and certificate.
 func startSidecar(t *testing.T, cp *controlPlane, service, labels, appAddr string) *sidecar {
 	t.Helper()
-	s := &sidecar{service: service, inboundAddr: freeAddr(t), outboundAddr: freeAddr(t), adminAdr: freeAddr(t)}
-	args := []string{"--control-plane", cp.xdsAddr, "--service", service, "--service-port", "9080",
-		"--app-addr", appAddr, "--inbound-addr", s.inboundAddr, "--outbound-addr", s.outboundAddr,
-		"--admin-addr", s.adminAdr, "--log-level", "debug"}
-	if labels != "" {
-		args = append(args, "--labels", labels)
+	s := startSidecarWith(t, cp, sidecarOptions{service: service, labels: labels, appAddr: appAddr})
+	s.waitReady(t)
+	return s
+}
+
+// sidecarOptions say how to start a weft-proxy; empty fields take the
+// defaults of startSidecar.
+type sidecarOptions struct {
+	service, labels, appAddr string
+	serviceAccount           string
+	// tokenFile overrides the token made for the service account.
+	tokenFile string
+	extraArgs []string
+}
+
+// startSidecarWith starts a weft-proxy without waiting for it.
+func startSidecarWith(t *testing.T, cp *controlPlane, o sidecarOptions) *sidecar {
+	t.Helper()
+	if o.serviceAccount == "" {
+		o.serviceAccount = o.service
 	}
-	s.process = startProcess(t, "weft-proxy "+service+" "+labels, "weft-proxy", args...)
+	if o.tokenFile == "" {
+		o.tokenFile = cp.tokenFile(t, "default", o.serviceAccount)
+	}
+	s := &sidecar{service: o.service, inboundAddr: freeAddr(t), outboundAddr: freeAddr(t), adminAdr: freeAddr(t)}
+	args := []string{"--control-plane", cp.xdsAddr, "--service", o.service, "--service-port", "9080",
+		"--service-account", o.serviceAccount, "--token-file", o.tokenFile, "--ca-file", cp.trustBundleFile(t),
+		"--app-addr", o.appAddr, "--inbound-addr", s.inboundAddr, "--outbound-addr", s.outboundAddr,
+		"--admin-addr", s.adminAdr, "--log-level", "debug"}
+	if o.labels != "" {
+		args = append(args, "--labels", o.labels)
+	}
+	args = append(args, o.extraArgs...)
+	s.process = startProcess(t, "weft-proxy "+o.service+" "+o.labels, "weft-proxy", args...)
+	return s
+}
+
+// waitReady waits until the sidecar has its first config and certificate.
+func (s *sidecar) waitReady(t *testing.T) {
+	t.Helper()
+	service := s.service
 	eventually(t, 30*time.Second, "sidecar "+service+" ready", func() error {
 		select {
 		case <-s.done:
@@ -253,7 +367,6 @@ func startSidecar(t *testing.T, cp *controlPlane, service, labels, appAddr strin
 		}
 		return nil
 	})
-	return s
 }
 
 // client returns an HTTP client that sends every request through s's

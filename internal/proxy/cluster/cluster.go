@@ -24,12 +24,28 @@ type Endpoint struct {
 	Address string `json:"address"`
 }
 
+// TLS describes how a cluster's endpoints are reached over mTLS.
+type TLS struct {
+	// SNI is the server name sent in the handshake.
+	SNI string `json:"sni"`
+	// SubjectAltNames are the SPIFFE IDs a server may have.
+	SubjectAltNames []string `json:"subject_alt_names"`
+}
+
+// Option sets an optional property of a Cluster.
+type Option func(*Cluster)
+
+// WithTLS marks the cluster as reached over mTLS (and HTTP/2): requests
+// are sent as https to the cluster's transport, which must speak it.
+func WithTLS(t *TLS) Option { return func(c *Cluster) { c.tls = t } }
+
 // Cluster is a named set of endpoints with a round-robin picker.
 type Cluster struct {
 	name           string
 	connectTimeout time.Duration
 	endpoints      []Endpoint
 	transport      http.RoundTripper
+	tls            *TLS
 
 	// next is the round-robin position. It is the only mutable field and is
 	// only ever advanced atomically.
@@ -40,11 +56,14 @@ type Cluster struct {
 // modify it afterwards. transport carries requests to the endpoints; it is
 // per cluster so that mTLS or HTTP/2 upstreams can replace plain HTTP/1.1
 // cluster by cluster.
-func New(name string, connectTimeout time.Duration, endpoints []Endpoint, transport http.RoundTripper) *Cluster {
+func New(name string, connectTimeout time.Duration, endpoints []Endpoint, transport http.RoundTripper, opts ...Option) *Cluster {
 	if connectTimeout <= 0 {
 		connectTimeout = DefaultConnectTimeout
 	}
 	c := &Cluster{name: name, connectTimeout: connectTimeout, endpoints: endpoints, transport: transport}
+	for _, o := range opts {
+		o(c)
+	}
 	// Start at a random position so that proxies (and config swaps, which
 	// build new clusters) do not all send their first request to endpoint 0.
 	c.next.Store(rand.Uint64())
@@ -62,6 +81,18 @@ func (c *Cluster) Endpoints() []Endpoint { return c.endpoints }
 
 // Transport is the round tripper for requests to this cluster's endpoints.
 func (c *Cluster) Transport() http.RoundTripper { return c.transport }
+
+// TLS is the cluster's mTLS settings, or nil for plaintext.
+func (c *Cluster) TLS() *TLS { return c.tls }
+
+// Scheme is the URL scheme of requests to the cluster: "https" over mTLS,
+// "http" otherwise.
+func (c *Cluster) Scheme() string {
+	if c.tls != nil {
+		return "https"
+	}
+	return "http"
+}
 
 // Pick returns the next endpoint in round-robin order, or false when the
 // cluster has none. It takes no lock: one atomic add per call.
@@ -83,5 +114,6 @@ func (c *Cluster) MarshalJSON() ([]byte, error) {
 		Name           string     `json:"name"`
 		ConnectTimeout string     `json:"connect_timeout"`
 		Endpoints      []Endpoint `json:"endpoints"`
-	}{c.name, c.connectTimeout.String(), eps})
+		TLS            *TLS       `json:"tls,omitempty"`
+	}{c.name, c.connectTimeout.String(), eps, c.tls})
 }

@@ -151,7 +151,6 @@ type Named struct {
 type Chain struct {
 	normalize normalize.Options
 	filters   []Named
-	xfcc      bool
 }
 
 // ChainConfig is what a chain is built from, decoded from an
@@ -161,16 +160,11 @@ type ChainConfig struct {
 	Normalize normalize.Options
 	// Filters are the HTTP filters before the router, in order.
 	Filters []Named
-	// SetClientCert sets x-forwarded-client-cert for the upstream from the
-	// verified mTLS peer (HCM forward_client_cert_details SANITIZE_SET with
-	// set_current_client_cert_details.uri). A client-sent one is always
-	// removed (SANITIZE).
-	SetClientCert bool
 }
 
 // NewChain builds a chain.
 func NewChain(c ChainConfig) *Chain {
-	return &Chain{normalize: c.Normalize, filters: c.Filters, xfcc: c.SetClientCert}
+	return &Chain{normalize: c.Normalize, filters: c.Filters}
 }
 
 // Filters returns the chain's filters in order. The caller must not
@@ -185,10 +179,9 @@ func (c *Chain) Filters() []Named {
 // MarshalJSON shows the chain in config dumps.
 func (c *Chain) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
-		Normalize     normalize.Options `json:"normalize"`
-		SetClientCert bool              `json:"set_client_cert"`
-		Filters       []Named           `json:"http_filters"`
-	}{c.normalize, c.xfcc, c.filters})
+		Normalize normalize.Options `json:"normalize"`
+		Filters   []Named           `json:"http_filters"`
+	}{c.normalize, c.filters})
 }
 
 var requests = sync.Pool{New: func() any { return new(Request) }}
@@ -206,7 +199,7 @@ func (c *Chain) Run(r *http.Request, log *slog.Logger) *Reply {
 	if rej != nil {
 		return &Reply{Status: rej.Status, Body: rej.Reason}
 	}
-	if c == nil || len(c.filters) == 0 && !c.xfcc {
+	if c == nil || len(c.filters) == 0 {
 		return nil
 	}
 	req := requests.Get().(*Request)
@@ -224,19 +217,5 @@ func (c *Chain) Run(r *http.Request, log *slog.Logger) *Reply {
 			return rep
 		}
 	}
-	if c.xfcc {
-		setClientCert(r.Header, req.Peer())
-	}
 	return nil
-}
-
-// setClientCert sets x-forwarded-client-cert as Envoy's SANITIZE_SET with
-// only the URI does: By (this proxy's identity), Hash (of the peer's leaf
-// certificate) and URI (the peer's SPIFFE ID), for mTLS peers only.
-func setClientCert(h http.Header, p *peer.Info) {
-	if !p.TLS || p.SpiffeID == "" {
-		return
-	}
-	v := "By=" + p.LocalSpiffeID + ";Hash=" + p.LeafSHA256Hex() + ";URI=" + p.SpiffeID
-	h["X-Forwarded-Client-Cert"] = []string{v}
 }

@@ -10,6 +10,7 @@ package forward
 
 import (
 	"github.com/weft-mesh/weft/internal/proxy/cluster"
+	"github.com/weft-mesh/weft/internal/proxy/filter"
 	"github.com/weft-mesh/weft/internal/proxy/route"
 )
 
@@ -33,6 +34,18 @@ type Listener struct {
 	RouteConfigName string `json:"route_config_name"`
 	// Routes is nil while that route configuration has not arrived.
 	Routes *route.Table `json:"routes"`
+	// HTTP normalizes each request and runs the listener's HTTP filters
+	// (jwt_authn, rbac) before it is routed; nil normalizes with the
+	// defaults and runs no filter.
+	HTTP *filter.Chain `json:"http"`
+	// SetClientCert sets x-forwarded-client-cert on requests from mTLS
+	// peers to By=<own SPIFFE ID>;Hash=<peer leaf SHA-256>;URI=<peer SPIFFE
+	// ID> (Envoy's SANITIZE_SET with the URI). A client-sent
+	// x-forwarded-client-cert is always dropped (SANITIZE).
+	SetClientCert bool `json:"set_client_cert,omitempty"`
+	// DropInternalHeaders drops client-sent headers named x-weft-*: set on
+	// the inbound listener, where they would come from another workload.
+	DropInternalHeaders bool `json:"drop_internal_headers,omitempty"`
 }
 
 // Source gives the Config to use for a new request, or nil before the first

@@ -140,8 +140,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.localReply(w, r, http.StatusServiceUnavailable, fmt.Sprintf("no listener %q in the configuration from the control plane", h.name))
 		return
 	}
+	sanitize(r, l)
 	if l.Routes == nil {
 		h.localReply(w, r, http.StatusServiceUnavailable, fmt.Sprintf("no route configuration %q received from the control plane yet", l.RouteConfigName))
+		return
+	}
+	// Normalize once and run the HTTP filters: routing, policy and the
+	// upstream all see the request as it is now.
+	if rep := l.HTTP.Run(r, h.log); rep != nil {
+		for k, v := range rep.Header {
+			w.Header()[k] = v
+		}
+		h.localReply(w, r, rep.Status, rep.Body)
 		return
 	}
 	vh := l.Routes.Lookup(r.Host)
@@ -185,10 +195,10 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Clu
 	// cloning them, and the net/http client only reads them.
 	out := r.WithContext(ctx)
 	u := out.URL
-	u.Scheme = "http"
-	u.Host = ep.Address // absolute-form targets become origin-form: the client writes u.RequestURI()
-	u.User = nil        // or the client would turn user:password@ into an Authorization header
-	out.RequestURI = "" // set only on server requests; the client refuses it
+	u.Scheme = c.Scheme() // https for mTLS clusters, whose transport dials TLS
+	u.Host = ep.Address   // absolute-form targets become origin-form: the client writes u.RequestURI()
+	u.User = nil          // or the client would turn user:password@ into an Authorization header
+	out.RequestURI = ""   // set only on server requests; the client refuses it
 	out.Close = false
 	if r.ContentLength == 0 {
 		out.Body = nil // lets the transport send no body and retry safely on a stale connection

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weft-mesh/weft/internal/proxy/cluster"
+	"github.com/weft-mesh/weft/internal/proxy/mtls"
 )
 
 // classify turns a failed upstream round trip into the local reply's status
@@ -20,6 +21,14 @@ func classify(ctx context.Context, c *cluster.Cluster, timeout time.Duration, er
 	name := c.Name()
 	if timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return http.StatusGatewayTimeout, "upstream request timeout for cluster " + name + " after " + timeout.String()
+	}
+	var ie *mtls.IdentityError
+	if errors.As(err, &ie) {
+		return http.StatusServiceUnavailable, "upstream TLS error for cluster " + name + ": " + ie.Error()
+	}
+	var he *HandshakeError
+	if errors.As(err, &he) {
+		return http.StatusServiceUnavailable, "upstream TLS handshake failed for cluster " + name + ": " + oneLine(he.Err.Error())
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {

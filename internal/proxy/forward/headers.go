@@ -1,9 +1,12 @@
 package forward
 
 import (
+	"encoding/hex"
 	"net/http"
 	"net/textproto"
 	"strings"
+
+	"github.com/weft-mesh/weft/internal/proxy/peer"
 )
 
 // hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1 plus the
@@ -67,4 +70,54 @@ func containsToken(values []string, token string) bool {
 		}
 	}
 	return false
+}
+
+// xfccHeader is x-forwarded-client-cert, canonical.
+const xfccHeader = "X-Forwarded-Client-Cert"
+
+// internalPrefix starts the names of weft's own headers.
+const internalPrefix = "X-Weft-"
+
+// sanitize applies the listener's trust rules to a request's headers
+// before anything reads them: a client-sent x-forwarded-client-cert is
+// dropped, and set from the verified peer when the listener says so;
+// x-weft-* headers are dropped where they would come from another
+// workload. Routing, policy and the upstream all see the result.
+func sanitize(r *http.Request, l *Listener) {
+	h := r.Header
+	delete(h, xfccHeader)
+	if l.DropInternalHeaders {
+		for k := range h {
+			if len(k) >= len(internalPrefix) && strings.EqualFold(k[:len(internalPrefix)], internalPrefix) {
+				delete(h, k)
+			}
+		}
+	}
+	if l.SetClientCert {
+		if info, ok := peer.FromContext(r.Context()); ok && info.TLS {
+			h[xfccHeader] = []string{clientCertValue(info)}
+		}
+	}
+}
+
+// clientCertValue is the x-forwarded-client-cert Envoy's SANITIZE_SET
+// with the URI sets: By=<own SPIFFE ID>;Hash=<hex SHA-256 of the peer's
+// leaf>;URI=<peer SPIFFE ID>.
+func clientCertValue(info *peer.Info) string {
+	var b strings.Builder
+	b.Grow(len("By=;Hash=;URI=") + len(info.LocalSpiffeID) + 2*len(info.LeafSHA256) + len(info.SpiffeID))
+	if info.LocalSpiffeID != "" {
+		b.WriteString("By=")
+		b.WriteString(info.LocalSpiffeID)
+		b.WriteByte(';')
+	}
+	b.WriteString("Hash=")
+	var hx [64]byte
+	hex.Encode(hx[:], info.LeafSHA256[:])
+	b.Write(hx[:])
+	if info.SpiffeID != "" {
+		b.WriteString(";URI=")
+		b.WriteString(info.SpiffeID)
+	}
+	return b.String()
 }

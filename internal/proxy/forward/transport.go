@@ -1,25 +1,110 @@
 package forward
 
 import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/weft-mesh/weft/internal/proxy/identity"
+	"github.com/weft-mesh/weft/internal/proxy/mtls"
 )
 
-// Transports hands out the upstream round trippers. Clusters that share a
-// connect timeout share one http.Transport, and with it one keep-alive pool
-// per endpoint, so a configuration update that rebuilds clusters keeps the
-// warm connections. Clusters hold their round tripper individually, so a
-// later mTLS or HTTP/2 upstream can be swapped in per cluster.
+// sessionCacheSize bounds the TLS sessions kept for resumption, one per
+// endpoint and cluster.
+const sessionCacheSize = 4096
+
+// Transports hands out the upstream round trippers. Plaintext clusters
+// that share a connect timeout share one http.Transport, and with it one
+// keep-alive pool per endpoint, so a configuration update that rebuilds
+// clusters keeps the warm connections. mTLS clusters each have their own
+// HTTP/2 transport (the SNI and the accepted server identities are the
+// cluster's), kept across updates for as long as those settings do not
+// change.
 type Transports struct {
-	mu sync.Mutex
-	m  map[time.Duration]*http.Transport
+	mu       sync.Mutex
+	m        map[time.Duration]*http.Transport
+	tls      map[tlsKey]*tlsEntry
+	gen      uint64
+	sessions tls.ClientSessionCache
 }
 
 // NewTransports returns an empty set of transports.
 func NewTransports() *Transports {
-	return &Transports{m: make(map[time.Duration]*http.Transport)}
+	return &Transports{
+		m:        make(map[time.Duration]*http.Transport),
+		tls:      make(map[tlsKey]*tlsEntry),
+		sessions: tls.NewLRUClientSessionCache(sessionCacheSize),
+	}
+}
+
+// UpstreamTLS is what an mTLS cluster's transport is built from.
+type UpstreamTLS struct {
+	// Roots is the trust bundle servers are verified against.
+	Roots *mtls.Roots
+	// Identity provides the proxy's client certificate, read on every
+	// handshake.
+	Identity identity.Source
+	// SNI is the server name sent.
+	SNI string
+	// SubjectAltNames are the SPIFFE IDs a server may have.
+	SubjectAltNames []string
+}
+
+type tlsKey struct {
+	connectTimeout time.Duration
+	roots          [32]byte
+	identity       identity.Source
+	sni            string
+	sans           string
+}
+
+type tlsEntry struct {
+	t    *http.Transport
+	used uint64 // the generation of the last ForTLS that returned it
+}
+
+// ForTLS returns the mTLS transport for a cluster: TLS 1.3, ALPN h2, the
+// proxy's current certificate on each new connection, servers verified
+// against u.Roots with a SPIFFE ID in u.SubjectAltNames, sessions resumed,
+// and requests multiplexed over pooled HTTP/2 connections. Requests must
+// use the https scheme. It is called when configuration is compiled, never
+// on the request path; the same settings return the same transport.
+// u.Identity must be comparable (a pointer).
+func (t *Transports) ForTLS(connectTimeout time.Duration, u UpstreamTLS) http.RoundTripper {
+	key := tlsKey{connectTimeout, u.Roots.Digest(), u.Identity, u.SNI, strings.Join(u.SubjectAltNames, "\n")}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.tls[key]
+	if e == nil {
+		cfg := mtls.ClientConfig(u.Roots, u.Identity, u.SNI, u.SubjectAltNames, nil)
+		e = &tlsEntry{t: newMTLSTransport(connectTimeout, cfg, u.Identity, t.sessions)}
+		t.tls[key] = e
+	}
+	e.used = t.gen
+	return e.t
+}
+
+// Sweep closes and forgets the mTLS transports that no ForTLS call asked
+// for since the previous Sweep: the proxy calls it after each compile, so
+// transports of clusters that are gone (or whose settings changed) do not
+// keep their idle connections. Requests still in flight on them finish.
+func (t *Transports) Sweep() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, e := range t.tls {
+		if e.used != t.gen {
+			e.t.CloseIdleConnections()
+			delete(t.tls, k)
+		}
+	}
+	t.gen++
 }
 
 // For returns the plain HTTP/1.1 keep-alive transport that dials with the
@@ -42,6 +127,95 @@ func (t *Transports) CloseIdleConnections() {
 	defer t.mu.Unlock()
 	for _, tr := range t.m {
 		tr.CloseIdleConnections()
+	}
+	for _, e := range t.tls {
+		e.t.CloseIdleConnections()
+	}
+}
+
+// HandshakeError is a failed TLS handshake with an upstream endpoint.
+type HandshakeError struct {
+	Endpoint string
+	Err      error
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("TLS handshake with %s: %v", e.Endpoint, e.Err)
+}
+
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
+// endpointSessions keys one shared session cache by endpoint and by the
+// proxy's own certificate as well as by server name: every endpoint of a
+// cluster gets the cluster's SNI, a ticket is only good with the server
+// that issued it, and a session resumed after a rotation would carry the
+// old certificate's identity instead of presenting the new one.
+type endpointSessions struct {
+	prefix string
+	cache  tls.ClientSessionCache
+}
+
+func (s endpointSessions) Get(key string) (*tls.ClientSessionState, bool) {
+	return s.cache.Get(s.prefix + key)
+}
+
+func (s endpointSessions) Put(key string, cs *tls.ClientSessionState) {
+	s.cache.Put(s.prefix+key, cs)
+}
+
+// sessionPrefix is the session cache key prefix for endpoint with the
+// proxy's current certificate.
+func sessionPrefix(endpoint string, id identity.Source) string {
+	var cert [8]byte
+	if id != nil {
+		if c := id.Certificate(); c != nil && len(c.Certificate) > 0 {
+			h := sha256.Sum256(c.Certificate[0])
+			copy(cert[:], h[:])
+		}
+	}
+	return endpoint + "|" + hex.EncodeToString(cert[:]) + "|"
+}
+
+// newMTLSTransport returns an HTTP/2-only transport that dials TLS with
+// cfg. The connect timeout bounds the TCP connect and, separately, the TLS
+// handshake. One connection per endpoint carries concurrent requests as
+// streams; another is opened when the server's stream limit is reached.
+func newMTLSTransport(connectTimeout time.Duration, cfg *tls.Config, id identity.Source, sessions tls.ClientSessionCache) *http.Transport {
+	var protocols http.Protocols
+	protocols.SetHTTP2(true)
+	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy: nil,
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			c := cfg.Clone()
+			c.ClientSessionCache = endpointSessions{sessionPrefix(addr, id), sessions}
+			tc := tls.Client(raw, c)
+			hctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
+				raw.Close()
+				return nil, &HandshakeError{Endpoint: addr, Err: err}
+			}
+			return tc, nil
+		},
+		Protocols: &protocols,
+		HTTP2: &http.HTTP2Config{
+			// Find connections that died silently (a peer's host gone)
+			// instead of queueing requests on them.
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     10 * time.Second,
+		},
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		// Bounds only waiting for 100-continue, as for plaintext.
+		ExpectContinueTimeout: time.Second,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
 	}
 }
 

@@ -3,25 +3,36 @@
 // Both listeners use the same server stack: HTTP/1.1 (including
 // absolute-form request targets, so applications can point http_proxy at the
 // outbound listener) and cleartext HTTP/2 with prior knowledge (h2c), on one
-// port. What a listener does with a request is its handler's business, which
-// the forwarding engine provides.
+// port. A listener with a Policy (the inbound, with security on) also
+// terminates mTLS: it tells TLS from plaintext connections by their first
+// byte, serves or closes each as the policy says, and speaks HTTP/2 or
+// HTTP/1.1 over TLS as ALPN decides. What a listener does with a request is
+// its handler's business, which the forwarding engine provides; the
+// request's context carries the connection's peer.Info.
 package listener
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/weft-mesh/weft/internal/proxy/peer"
 )
 
 // Server is one listener: a bound socket and the HTTP server on it.
 type Server struct {
-	name string
-	ln   net.Listener
-	srv  *http.Server
-	log  *slog.Logger
+	name   string
+	ln     net.Listener
+	srv    *http.Server
+	log    *slog.Logger
+	policy func() *Policy
+	det    *detector
+	stats  Stats
 }
 
 // New returns a server for the already bound ln that hands every request
@@ -30,6 +41,7 @@ func New(name string, ln net.Listener, h http.Handler, log *slog.Logger) *Server
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge; no Upgrade: h2c dance
+	protocols.SetHTTP2(true)            // over TLS, when ALPN says h2
 	srv := &http.Server{
 		Handler:   h,
 		Protocols: &protocols,
@@ -43,7 +55,52 @@ func New(name string, ln net.Listener, h http.Handler, log *slog.Logger) *Server
 		DisableGeneralOptionsHandler: true,
 		ErrorLog:                     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	return &Server{name: name, ln: ln, srv: srv, log: log}
+	s := &Server{name: name, ln: ln, srv: srv, log: log}
+	srv.ConnContext = s.connContext
+	return s
+}
+
+// SetPolicy makes the listener classify every new connection with the
+// Policy policy returns at that moment (nil means PlaintextOnly). policy is
+// called once per accepted connection, from the accept loop, so it must be
+// cheap and must not block: an atomic load. Call SetPolicy before Serve;
+// without it every connection is served as plaintext, uninspected.
+func (s *Server) SetPolicy(policy func() *Policy) { s.policy = policy }
+
+// connContext attaches the connection's peer.Info to its context, which
+// every request on the connection inherits.
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	var info *peer.Info
+	if s.det != nil {
+		info = s.det.takeInfo(c)
+	} else {
+		info = addrInfo(c)
+	}
+	return peer.NewContext(ctx, info)
+}
+
+// Stats returns the listener's connection counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// WriteStats writes the listener's connection counters as "name value"
+// lines, each name prefixed with prefix.
+func (s *Server) WriteStats(w io.Writer, prefix string) error {
+	for _, c := range []struct {
+		name string
+		v    uint64
+	}{
+		{"connections_tls", s.stats.TLS.Load()},
+		{"connections_tls_resumed", s.stats.TLSResumed.Load()},
+		{"connections_plaintext", s.stats.Plaintext.Load()},
+		{"connections_refused_plaintext", s.stats.RefusedPlaintext.Load()},
+		{"connections_refused_tls", s.stats.RefusedTLS.Load()},
+		{"tls_handshake_failures", s.stats.HandshakeFailures.Load()},
+	} {
+		if _, err := fmt.Fprintf(w, "%s%s %d\n", prefix, c.name, c.v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Name is the listener's name, "outbound" or "inbound".
@@ -56,7 +113,14 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // the server was shut down, the accept error otherwise.
 func (s *Server) Serve() error {
 	s.log.Info("listening", "addr", s.ln.Addr().String())
-	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+	ln := s.ln
+	if s.policy != nil {
+		s.det = newDetector(s.ln, s.policy, DefaultHandshakeTimeout, &s.stats, s.log)
+		ln = s.det
+		// Shutdown closes it too, unless it came before Serve.
+		defer s.det.Close()
+	}
+	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -31,8 +31,9 @@
 //     one value.
 //   - Method: one of GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH,
 //     exactly (upper case); anything else is refused, and CONNECT gets 405.
-//   - Headers: x-forwarded-client-cert and every x-weft-* header the
-//     client sent are removed: only the proxy sets them.
+//
+// (Headers only the proxy may set, x-forwarded-client-cert and x-weft-*,
+// are dropped by the forwarding engine before this runs.)
 //
 // What net/http already refuses before a handler runs, and so is not
 // checked again here (the listener tests prove each): NUL, CR and LF in
@@ -147,7 +148,6 @@ func Request(r *http.Request, o Options) (string, *Rejection) {
 			if r.Method != http.MethodOptions {
 				return "", errAsteriskTarget
 			}
-			stripClientHeaders(r.Header)
 			r.Host = lowerASCII(r.Host)
 			return "*", nil
 		}
@@ -191,19 +191,7 @@ func Request(r *http.Request, o Options) (string, *Rejection) {
 		u.Path = unescapePath(np)
 	}
 	r.Host = lowerASCII(r.Host)
-	stripClientHeaders(r.Header)
 	return np, nil
-}
-
-// stripClientHeaders removes the headers only the proxy may set:
-// x-forwarded-client-cert and x-weft-*.
-func stripClientHeaders(h http.Header) {
-	for k := range h {
-		if len(k) >= 7 && k[1] == '-' && (k[0] == 'X' || k[0] == 'x') &&
-			(strings.EqualFold(k[2:7], "weft-") || strings.EqualFold(k, "x-forwarded-client-cert")) {
-			delete(h, k)
-		}
-	}
 }
 
 // Path normalizes a request path (percent-encoded, without query or

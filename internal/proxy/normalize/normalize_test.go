@@ -150,18 +150,6 @@ func TestRequest(t *testing.T) {
 	}
 }
 
-func TestRequestStripsProxyOnlyHeaders(t *testing.T) {
-	r := readRequest(t, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Client-Cert: By=spiffe://evil\r\n"+
-		"X-Weft-Local-Reply: true\r\nx-weft-anything: 1\r\nX-Weftless: keep\r\nX-Forwarded-Client-Cert: again\r\n\r\n")
-	if _, err := Request(r, MergeSlashes); err != nil {
-		t.Fatal(err)
-	}
-	want := http.Header{"X-Weftless": {"keep"}}
-	if len(r.Header) != 1 || r.Header.Get("X-Weftless") != "keep" {
-		t.Errorf("headers %v, want %v", r.Header, want)
-	}
-}
-
 func TestRequestBuiltInProcess(t *testing.T) {
 	// Requests built with NewRequest have no RequestURI: the URL is the
 	// source.

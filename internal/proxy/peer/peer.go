@@ -27,6 +27,10 @@ type Info struct {
 	// certificate. Plaintext connections (PERMISSIVE or DISABLE) have
 	// TLS false and no SpiffeID.
 	TLS bool
+	// Resumed is true when the TLS session was resumed from a ticket (no
+	// certificate exchange on this connection; the peer's certificate is
+	// the one verified when the session began, checked again for expiry).
+	Resumed bool
 	// SNI is the server name the client asked for in its TLS ClientHello
 	// (weft sidecars send the cluster name); empty for plaintext.
 	SNI string

@@ -14,7 +14,6 @@ import (
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -53,9 +52,13 @@ type Options struct {
 	OnUpdate func(Resources)
 	// Logger is the client's component logger.
 	Logger *slog.Logger
-	// DialOptions are appended to the client's gRPC dial options. Without
-	// transport credentials among them the connection is insecure (TLS to
-	// the control plane comes with the CA work).
+	// Conn is the connection to the control plane, made with Dial and
+	// shared with the identity agent; the client does not close it. Nil
+	// means the client dials ControlPlane itself with DialOptions.
+	Conn *grpc.ClientConn
+	// DialOptions are appended to the client's gRPC dial options when it
+	// dials itself. Without transport credentials among them the connection
+	// is plaintext.
 	DialOptions []grpc.DialOption
 	// MinBackoff and MaxBackoff bound the jittered exponential delay between
 	// reconnection attempts; zero means the defaults, 100ms and 5s.
@@ -158,22 +161,16 @@ func (c *Client) Status() Status {
 // nil when ctx ends, or an error if the gRPC client cannot be created at all.
 // Run must be called at most once.
 func (c *Client) Run(ctx context.Context) error {
-	dopts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUserAgent("weft-proxy/" + Version),
-		// gRPC's own reconnect backoff defaults to a 120s ceiling; keep the
-		// channel's pace in line with the stream backoff.
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: c.opts.MinBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: c.opts.MaxBackoff},
-			MinConnectTimeout: 5 * time.Second,
-		}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize)),
-	}, c.opts.DialOptions...)
-	conn, err := grpc.NewClient(c.opts.ControlPlane, dopts...)
-	if err != nil {
-		return fmt.Errorf("creating xDS client for %s: %w", c.opts.ControlPlane, err)
+	conn := c.opts.Conn
+	if conn == nil {
+		dopts := append(append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+			channelOptions(c.opts.MinBackoff, c.opts.MaxBackoff)...), c.opts.DialOptions...)
+		var err error
+		if conn, err = grpc.NewClient(c.opts.ControlPlane, dopts...); err != nil {
+			return fmt.Errorf("creating xDS client for %s: %w", c.opts.ControlPlane, err)
+		}
+		defer conn.Close()
 	}
-	defer conn.Close()
 	ads := discoverypb.NewAggregatedDiscoveryServiceClient(conn)
 
 	failures := 0

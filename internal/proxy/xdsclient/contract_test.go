@@ -11,6 +11,7 @@ import (
 	endpointpb "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerpb "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routepb "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlspb "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -56,6 +57,7 @@ func TestTranslateGoldensHonourTheContract(t *testing.T) {
 				{"endpoints", TypeEndpoints, func() proto.Message { return new(endpointpb.ClusterLoadAssignment) }},
 				{"listeners", TypeListener, func() proto.Message { return new(listenerpb.Listener) }},
 				{"routes", TypeRoute, func() proto.Message { return new(routepb.RouteConfiguration) }},
+				{"secrets", TypeSecret, func() proto.Message { return new(tlspb.Secret) }},
 			} {
 				var resources []*anypb.Any
 				for _, r := range golden[tc.key] {

@@ -13,7 +13,6 @@ import (
 	endpointpb "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerpb "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routepb "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	routerpb "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmpb "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlspb "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherpb "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -256,19 +255,6 @@ func decodeListener(l *listenerpb.Listener) (*Listener, error) {
 	return out, at(fpath+".typed_config", decodeHCM(name, hcm, out))
 }
 
-// The HTTP filter chain's seam. decodeHTTPFilters decodes the
-// HttpConnectionManager fields named in httpFilterFields (http_filters, and
-// the path normalization fields once they are supported) into out; its
-// errors carry field paths from the HCM's root. The HTTP filter work
-// replaces both from its own file; until then only the router (and
-// optional filters, skipped) are accepted.
-var (
-	httpFilterFields  = []protoreflect.Name{"http_filters"}
-	decodeHTTPFilters = func(h *hcmpb.HttpConnectionManager, _ *Listener) error {
-		return at("http_filters", checkHTTPFilters(h.GetHttpFilters()))
-	}
-)
-
 // hcmFields are the HttpConnectionManager fields decodeHCM itself decodes.
 var hcmFields = []protoreflect.Name{"codec_type", "stat_prefix", "rds", "route_config",
 	"forward_client_cert_details", "set_current_client_cert_details"}
@@ -312,46 +298,6 @@ func decodeHCM(listener string, h *hcmpb.HttpConnectionManager, out *Listener) e
 		return fail("route_specifier", "want rds or route_config")
 	}
 	return nil
-}
-
-// checkHTTPFilters accepts exactly the router, last, optionally preceded by
-// optional filters, which are skipped as Envoy skips optional filters it
-// does not have.
-func checkHTTPFilters(fs []*hcmpb.HttpFilter) error {
-	for i, f := range fs {
-		p := fmt.Sprintf("[%d]", i)
-		if !isRouter(f) {
-			if f.GetIsOptional() {
-				continue
-			}
-			return fail(p, "filter %q (%s) not supported; only envoy.filters.http.router, or filters marked is_optional",
-				f.GetName(), f.GetTypedConfig().GetTypeUrl())
-		}
-		if i != len(fs)-1 {
-			return fail(p, "envoy.filters.http.router must be the last filter")
-		}
-		if err := onlyFields(f, "name", "typed_config", "is_optional"); err != nil {
-			return at(p, err)
-		}
-		if tc := f.GetTypedConfig(); tc != nil {
-			r := new(routerpb.Router)
-			if err := unmarshalAny(tc, routerURL, r); err != nil {
-				return at(p+".typed_config", err)
-			}
-			if err := onlyFields(r); err != nil {
-				return at(p+".typed_config", err)
-			}
-		}
-		return nil
-	}
-	return fail("", "want envoy.filters.http.router as the last filter")
-}
-
-func isRouter(f *hcmpb.HttpFilter) bool {
-	if tc := f.GetTypedConfig(); tc != nil {
-		return tc.GetTypeUrl() == routerURL
-	}
-	return f.GetName() == "envoy.filters.http.router" && f.GetConfigType() == nil
 }
 
 // checkListenerSet enforces "exactly two listeners, outbound and inbound".

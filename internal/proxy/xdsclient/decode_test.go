@@ -170,7 +170,7 @@ func TestDecodeNACKMessages(t *testing.T) {
 			[]proto.Message{hcmListener(func(h *hcmpb.HttpConnectionManager) {
 				h.HttpFilters = append([]*hcmpb.HttpFilter{faultFilter(false)}, h.HttpFilters...)
 			}), inbound()},
-			hcmPath + `http_filters[0]: filter "envoy.filters.http.fault" (type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault) not supported; only envoy.filters.http.router, or filters marked is_optional`},
+			hcmPath + `http_filters[0]: filter "envoy.filters.http.fault" (type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault) not supported; want envoy.filters.http.jwt_authn, envoy.filters.http.rbac and envoy.filters.http.router, or is_optional`},
 		{"an optional HTTP filter is skipped", TypeListener,
 			[]proto.Message{hcmListener(func(h *hcmpb.HttpConnectionManager) {
 				h.HttpFilters = append([]*hcmpb.HttpFilter{faultFilter(true)}, h.HttpFilters...)

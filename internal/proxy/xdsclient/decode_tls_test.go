@@ -279,7 +279,9 @@ func TestDecodeSecurityNACKMessages(t *testing.T) {
 			}),
 			dtc + "session_ticket_keys: not supported"},
 		{"forwarding a client's certificate header is rejected", TypeListener,
-			inboundHCM(func(h *hcmpb.HttpConnectionManager) { h.ForwardClientCertDetails = hcmpb.HttpConnectionManager_APPEND_FORWARD }),
+			inboundHCM(func(h *hcmpb.HttpConnectionManager) {
+				h.ForwardClientCertDetails = hcmpb.HttpConnectionManager_APPEND_FORWARD
+			}),
 			hcm + "forward_client_cert_details: APPEND_FORWARD not supported, want SANITIZE or SANITIZE_SET: a client's certificate header is never trusted"},
 		{"SANITIZE_SET without the URI is rejected", TypeListener,
 			inboundHCM(func(h *hcmpb.HttpConnectionManager) { h.SetCurrentClientCertDetails = nil }),

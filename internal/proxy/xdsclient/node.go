@@ -1,6 +1,7 @@
 package xdsclient
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -17,11 +18,14 @@ var Version = "dev"
 // the workload from it.
 type NodeInfo struct {
 	// ID is the node ID; NewNodeID makes one. Empty means "make one".
-	ID          string
-	Service     string
-	Namespace   string
-	Labels      map[string]string
-	ServicePort int
+	ID        string
+	Service   string
+	Namespace string
+	// ServiceAccount names the workload's identity in its namespace; empty
+	// means "default".
+	ServiceAccount string
+	Labels         map[string]string
+	ServicePort    int
 	// The proxy's bound addresses and the application's, host:port.
 	InboundAddr  string
 	OutboundAddr string
@@ -43,14 +47,15 @@ func (n NodeInfo) proto() (*corepb.Node, error) {
 		labels[k] = v
 	}
 	md, err := structpb.NewStruct(map[string]any{
-		"service":       n.Service,
-		"namespace":     n.Namespace,
-		"labels":        labels,
-		"service_port":  n.ServicePort,
-		"inbound_addr":  n.InboundAddr,
-		"outbound_addr": n.OutboundAddr,
-		"app_addr":      n.AppAddr,
-		"admin_addr":    n.AdminAddr,
+		"service":         n.Service,
+		"namespace":       n.Namespace,
+		"service_account": cmp.Or(n.ServiceAccount, "default"),
+		"labels":          labels,
+		"service_port":    n.ServicePort,
+		"inbound_addr":    n.InboundAddr,
+		"outbound_addr":   n.OutboundAddr,
+		"app_addr":        n.AppAddr,
+		"admin_addr":      n.AdminAddr,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building node metadata: %w", err)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/weft-mesh/weft/internal/proxy/cluster"
+	"github.com/weft-mesh/weft/internal/proxy/filter"
 	"github.com/weft-mesh/weft/internal/proxy/mtls"
 	"github.com/weft-mesh/weft/internal/proxy/route"
 )
@@ -97,6 +98,10 @@ type Listener struct {
 	// requests: "SANITIZE" (Envoy's default: drop it) or "SANITIZE_SET"
 	// (drop it and, for mTLS peers, set it from the verified peer).
 	ForwardClientCert string `json:"forward_client_cert"`
+	// HTTPFilters is the listener's compiled HTTP processing, from its
+	// HCM: path normalization, then jwt_authn and rbac filters in order
+	// (decoded in httpfilters.go).
+	HTTPFilters *filter.Chain `json:"http_filters"`
 }
 
 // UpstreamTLS is a cluster's decoded UpstreamTlsContext: mTLS to every

@@ -86,6 +86,13 @@ func (ca *CA) BundlePEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw})
 }
 
+// Pool is the trust bundle as a pool.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.Root)
+	return p
+}
+
 // Issue returns an X.509-SVID for spiffeID valid from now for ttl, with
 // the intermediate in its chain, as the mesh CA issues them.
 func (ca *CA) Issue(t testing.TB, spiffeID string, ttl time.Duration) *tls.Certificate {

@@ -39,6 +39,8 @@ FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/proxy/xdsclient/
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME) ./internal/proxy/normalize/
+	$(GO) test -run '^$$' -fuzz '^FuzzRBACMatch$$' -fuzztime $(FUZZTIME) ./internal/proxy/filter/rbac/
 
 # The benchmark against nginx (bench/, results in docs/PERFORMANCE.md and
 # bench/results/): fortio, weft and nginx on loopback, under 5 minutes. It

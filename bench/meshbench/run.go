@@ -74,7 +74,7 @@ func Defaults(mode string) (Options, error) {
 	case "full":
 		o.Rounds, o.Fixed, o.Max, o.Warmup, o.UpdateDoc = 3, 8*time.Second, 4*time.Second, 2*time.Second, true
 	case "quick":
-		o.Rounds, o.Fixed, o.Max, o.Warmup = 1, 3*time.Second, 2*time.Second, 500*time.Millisecond
+		o.Rounds, o.Fixed, o.Max, o.Warmup = 1, 2500*time.Millisecond, 1500*time.Millisecond, 500*time.Millisecond
 	default:
 		return Options{}, fmt.Errorf("mode %q: want full or quick", mode)
 	}

@@ -47,15 +47,18 @@ type weftMesh struct {
 	// adminTokenFile is DATA-DIR/admin.token once the control plane
 	// guards its API with a token; empty before that.
 	adminTokenFile string
-	// secure is set when weft-proxy takes --token-file and --ca-file.
+	// secure is set when weft-proxy takes --token-file and --ca-file
+	// (every weft since issue 3; older ones are still measured, without).
 	secure bool
 	caFile string
+	// tokens are the token files made so far, by service account.
+	tokens map[string]string
 }
 
 // startControlPlane starts `weft control-plane` and waits until it is
 // healthy.
 func startControlPlane(ctx context.Context, ps *processes, weftBin, proxyBin, dir string) (*weftMesh, error) {
-	m := &weftMesh{weftBin: weftBin, proxyBin: proxyBin, dir: dir, dataDir: filepath.Join(dir, "cp-data")}
+	m := &weftMesh{weftBin: weftBin, proxyBin: proxyBin, dir: dir, dataDir: filepath.Join(dir, "cp-data"), tokens: map[string]string{}}
 	var err error
 	if m.xdsAddr, err = freeAddr(); err != nil {
 		return nil, err
@@ -82,22 +85,48 @@ func startControlPlane(ctx context.Context, ps *processes, weftBin, proxyBin, di
 	if err != nil {
 		return nil, err
 	}
+	// The control plane writes its admin token before it serves; the CLI
+	// uses it for everything below, as the end-to-end tests do.
 	if tok := filepath.Join(m.dataDir, "admin.token"); fileExists(tok) {
 		m.adminTokenFile = tok
 	}
 	help, _ := exec.CommandContext(ctx, proxyBin, "-h").CombinedOutput()
 	m.secure = bytes.Contains(help, []byte("-token-file")) && bytes.Contains(help, []byte("-ca-file"))
 	if m.secure {
-		m.caFile = filepath.Join(dir, "ca.pem")
+		if m.adminTokenFile == "" {
+			return nil, fmt.Errorf("weft-proxy takes --token-file, but the control plane wrote no %s", filepath.Join(m.dataDir, "admin.token"))
+		}
 		root, err := m.weft(ctx, "", "ca", "root")
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(m.caFile, []byte(root), 0o600); err != nil {
+		if !strings.Contains(root, "BEGIN CERTIFICATE") {
+			return nil, fmt.Errorf("weft ca root printed no certificate:\n%s", root)
+		}
+		m.caFile = filepath.Join(dir, "ca.pem")
+		if err := os.WriteFile(m.caFile, []byte(root), 0o644); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// tokenFile returns a file holding a token for default/serviceAccount,
+// made once with `weft token create`.
+func (m *weftMesh) tokenFile(ctx context.Context, serviceAccount string) (string, error) {
+	if f, ok := m.tokens[serviceAccount]; ok {
+		return f, nil
+	}
+	tok, err := m.weft(ctx, "", "token", "create", "--namespace", "default", "--service-account", serviceAccount)
+	if err != nil {
+		return "", err
+	}
+	f := filepath.Join(m.dir, "default-"+serviceAccount+".token")
+	if err := os.WriteFile(f, []byte(tok), 0o600); err != nil {
+		return "", err
+	}
+	m.tokens[serviceAccount] = f
+	return f, nil
 }
 
 // env is the environment of the control plane and the CLI: the record a
@@ -161,12 +190,8 @@ func (m *weftMesh) startSidecar(ctx context.Context, ps *processes, name, servic
 		"--app-addr", appAddr, "--inbound-addr", s.inbound, "--outbound-addr", s.outbound,
 		"--admin-addr", s.adminAt, "--labels", "app=" + service, "--log-level", "warn"}
 	if m.secure {
-		tok, err := m.weft(ctx, "", "token", "create", "--namespace", "default", "--service-account", sa)
+		tokFile, err := m.tokenFile(ctx, sa)
 		if err != nil {
-			return nil, err
-		}
-		tokFile := filepath.Join(m.dir, strings.ReplaceAll(name, " ", "-")+".token")
-		if err := os.WriteFile(tokFile, []byte(strings.TrimSpace(tok)+"\n"), 0o600); err != nil {
 			return nil, err
 		}
 		args = append(args, "--service-account", sa, "--token-file", tokFile, "--ca-file", m.caFile)

@@ -137,6 +137,13 @@ func (k *jwksKeeper) keysFor(ras []*mesh.RequestAuthentication) map[string]strin
 	for _, src := range sources {
 		if s, ok := k.stored[jwksKey(src.URI)]; ok {
 			out[src.URI] = s.Keys
+			continue
+		}
+		// Fetched but not (or no longer) in the store, as after a relist
+		// that missed a delete: serve the fetcher's copy and store it again.
+		if keys := k.fetcher.Keys(src.URI); keys != nil {
+			out[src.URI] = string(keys)
+			k.fetcher.Refetch(src.URI)
 		}
 	}
 	return out

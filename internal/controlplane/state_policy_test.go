@@ -183,6 +183,22 @@ spec:
 		if _, found, err := st.Get(ctx, jwksKey(uri)); err != nil || !found {
 			t.Errorf("key set not in the store at %s: found %v, %v", jwksKey(uri), found, err)
 		}
+
+		// Keys removed from the store behind the control plane's back are
+		// fetched and stored again.
+		if _, err := st.Delete(ctx, jwksKey(uri)); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, found, err := st.Get(ctx, jwksKey(uri)); err == nil && found {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("deleted key set not stored again")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	})
 
 	t.Run("a new control plane serves the stored keys while the server is down", func(t *testing.T) {

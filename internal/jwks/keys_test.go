@@ -122,11 +122,11 @@ func TestParseErrors(t *testing.T) {
 
 func TestDiscoveryURI(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://accounts.example.com":  "https://accounts.example.com/.well-known/openid-configuration",
-		"https://example.com/tenant/":   "https://example.com/tenant/.well-known/openid-configuration",
-		"testing@secure.istio.io":       "",
-		"ftp://example.com":             "",
-		"":                              "",
+		"https://accounts.example.com": "https://accounts.example.com/.well-known/openid-configuration",
+		"https://example.com/tenant/":  "https://example.com/tenant/.well-known/openid-configuration",
+		"testing@secure.istio.io":      "",
+		"ftp://example.com":            "",
+		"":                             "",
 	} {
 		if got := DiscoveryURI(in); got != want {
 			t.Errorf("DiscoveryURI(%q) = %q, want %q", in, got, want)

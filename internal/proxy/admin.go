@@ -119,4 +119,11 @@ func (p *Proxy) handleStats(w http.ResponseWriter, _ *http.Request) {
 	for _, t := range st.Types {
 		fmt.Fprintf(w, "xds.%s.responses_accepted %d\nxds.%s.responses_rejected %d\n", t.Type, t.Accepted, t.Type, t.Rejected)
 	}
+	if p.agent != nil {
+		id := p.agent.Status()
+		fmt.Fprintf(w, "identity.certificates_issued %d\n", id.Issued)
+		if !id.NotAfter.IsZero() {
+			fmt.Fprintf(w, "identity.certificate_expires_in_seconds %d\n", int64(time.Until(id.NotAfter).Seconds()))
+		}
+	}
 }

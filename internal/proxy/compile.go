@@ -133,6 +133,8 @@ func (p *Proxy) compile(res xdsclient.Resources) (*forward.Config, *listener.Pol
 			Name: name, RouteConfigName: l.RouteConfigName, Routes: l.InlineRoutes,
 			SetClientCert:       l.ForwardClientCert == "SANITIZE_SET",
 			DropInternalHeaders: name == "inbound",
+			RefusePlaintext:     l.InspectTLS && !l.Plaintext,
+			RefuseTLS:           l.InspectTLS && l.TLS == nil,
 			HTTP:                l.HTTPFilters,
 		}
 		if fl.Routes == nil {

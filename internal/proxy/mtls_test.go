@@ -46,13 +46,6 @@ type pair struct {
 	http           *http.Client
 }
 
-// seen is what the app reports about a request.
-type seen struct {
-	xfcc     string
-	internal string
-	proto    string
-}
-
 func newPair(t *testing.T) *pair {
 	t.Helper()
 	p := &pair{ca: testca.New(t, "mesh"), srv: xdstest.NewServer(t, "127.0.0.1:0")}
@@ -331,6 +324,22 @@ func TestPeerAuthenticationModes(t *testing.T) {
 		}
 		if n := p.server.inbound.Stats().RefusedTLS.Load(); n != 1 {
 			t.Errorf("refused TLS connections = %d, want 1", n)
+		}
+	})
+
+	t.Run("a plaintext connection accepted under PERMISSIVE is not served once STRICT applies", func(t *testing.T) {
+		p.push(ctx, t, "permissive-2", p.snapshot(xdstest.Permissive, reviewsID))
+		tr := &http.Transport{}
+		defer tr.CloseIdleConnections()
+		keep := &world{client: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
+		if got := keep.get(ctx, t, p.serverAddrs.Inbound, "GET", "reviews", "/"); got.code != 200 {
+			t.Fatalf("plaintext request under PERMISSIVE: %+v", got)
+		}
+		p.push(ctx, t, "strict-2", p.snapshot(xdstest.Strict, reviewsID))
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.serverAddrs.Inbound+"/", nil)
+		if res, err := keep.client.Do(req); err == nil {
+			res.Body.Close()
+			t.Errorf("a request on the old plaintext connection got %s, want it refused", res.Status)
 		}
 	})
 }

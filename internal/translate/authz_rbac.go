@@ -83,7 +83,7 @@ func rbacFilters(snap *mesh.Snapshot, proxy *mesh.Workload) ([]*hcmv3.HttpFilter
 			byAction[action] = rules
 		}
 		for i, r := range p.Spec.GetRules() {
-			b := &ruleBuilder{failClosed: envoyAction != rbacv3.RBAC_ALLOW, namespace: p.Namespace}
+			b := &ruleBuilder{failClosed: envoyAction != rbacv3.RBAC_ALLOW, namespace: p.Namespace, port: proxy.ServicePort}
 			policy := b.policy(r)
 			if policy == nil {
 				continue
@@ -116,6 +116,9 @@ type ruleBuilder struct {
 	failClosed bool
 	// namespace is the policy's, for serviceAccounts without one.
 	namespace string
+	// port is the workload's port, which ports and destination.port are
+	// compared with here rather than in the proxy.
+	port uint32
 	// dropped is set when an ALLOW rule cannot be translated.
 	dropped bool
 }
@@ -132,7 +135,7 @@ func (b *ruleBuilder) policy(r *security.Rule) *rbacv3.Policy {
 	var whenPrincipals []attr[*rbacv3.Principal]
 	var whenPermissions []attr[*rbacv3.Permission]
 	for _, c := range r.GetWhen() {
-		pr, pe, ok := conditionAttr(c)
+		pr, pe, ok := b.conditionAttr(c)
 		switch {
 		case pr != nil:
 			whenPrincipals = append(whenPrincipals, *pr)
@@ -154,7 +157,7 @@ func (b *ruleBuilder) policy(r *security.Rule) *rbacv3.Policy {
 		p.Principals = append(p.Principals, principalAnd(b.principals(whenPrincipals)))
 	}
 	for _, to := range r.GetTo() {
-		rules := b.permissions(append(operationAttrs(to.GetOperation()), whenPermissions...))
+		rules := b.permissions(append(b.operationAttrs(to.GetOperation()), whenPermissions...))
 		p.Permissions = append(p.Permissions, permissionAnd(rules))
 	}
 	if len(r.GetTo()) == 0 {
@@ -179,19 +182,19 @@ func (b *ruleBuilder) sourceAttrs(s *security.Source) []attr[*rbacv3.Principal] 
 }
 
 // operationAttrs lists the fields of an operation in Istio's order.
-func operationAttrs(o *security.Operation) []attr[*rbacv3.Permission] {
+func (b *ruleBuilder) operationAttrs(o *security.Operation) []attr[*rbacv3.Permission] {
 	return []attr[*rbacv3.Permission]{
 		{o.GetHosts(), o.GetNotHosts(), hostMatcher},
 		{o.GetMethods(), o.GetNotMethods(), methodMatcher},
 		{o.GetPaths(), o.GetNotPaths(), pathMatcher},
-		{o.GetPorts(), o.GetNotPorts(), portMatcher},
+		{o.GetPorts(), o.GetNotPorts(), b.portMatcher},
 	}
 }
 
 // conditionAttr sorts a `when` condition to the principal side (peer and
 // request attributes) or the permission side (destination attributes).
 // ok is false for a key weft does not know.
-func conditionAttr(c *security.Condition) (pr *attr[*rbacv3.Principal], pe *attr[*rbacv3.Permission], ok bool) {
+func (b *ruleBuilder) conditionAttr(c *security.Condition) (pr *attr[*rbacv3.Principal], pe *attr[*rbacv3.Permission], ok bool) {
 	key, vs, nvs := c.GetKey(), c.GetValues(), c.GetNotValues()
 	principal := func(m func(string) (*rbacv3.Principal, error)) (*attr[*rbacv3.Principal], *attr[*rbacv3.Permission], bool) {
 		return &attr[*rbacv3.Principal]{vs, nvs, m}, nil, true
@@ -230,7 +233,7 @@ func conditionAttr(c *security.Condition) (pr *attr[*rbacv3.Principal], pe *attr
 			return &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: istioHeaderMatcher(name, v)}}, nil
 		})
 	case key == "destination.port":
-		return permission(portMatcher)
+		return permission(b.portMatcher)
 	case key == "connection.sni":
 		return permission(func(v string) (*rbacv3.Permission, error) {
 			return &rbacv3.Permission{Rule: &rbacv3.Permission_RequestedServerName{RequestedServerName: stringMatcher(v)}}, nil
@@ -566,10 +569,18 @@ func pathMatcher(v string) (*rbacv3.Permission, error) {
 		Rule: &matcherv3.PathMatcher_Path{Path: stringMatcher(v)}}}}, nil
 }
 
-func portMatcher(v string) (*rbacv3.Permission, error) {
+// portMatcher decides ports and destination.port here, as Istio does for
+// its waypoints: a sidecar's inbound listener serves one workload port, so
+// a port value either is that port (any) or can never match (not any).
+// The proxy need not know which port a request was for, and no listener
+// port can be mistaken for it.
+func (b *ruleBuilder) portMatcher(v string) (*rbacv3.Permission, error) {
 	n, err := strconv.ParseUint(v, 10, 16)
 	if err != nil || n == 0 {
 		return nil, fmt.Errorf("invalid port %q", v)
 	}
-	return &rbacv3.Permission{Rule: &rbacv3.Permission_DestinationPort{DestinationPort: uint32(n)}}, nil
+	if uint32(n) == b.port {
+		return permissionAny(), nil
+	}
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_NotRule{NotRule: permissionAny()}}, nil
 }

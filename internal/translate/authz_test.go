@@ -187,6 +187,17 @@ func TestInboundHTTPFiltersGolden(t *testing.T) {
 			ap("default", "allow-nothing", &security.AuthorizationPolicy{}),
 			ap("default", "allow-all", &security.AuthorizationPolicy{Rules: []*security.Rule{{}}}),
 		}},
+		{name: "ports are decided for the workload's port by the control plane", aps: []*mesh.AuthorizationPolicy{
+			ap("default", "ports", &security.AuthorizationPolicy{
+				Action: security.AuthorizationPolicy_DENY,
+				Rules: []*security.Rule{
+					{To: []*security.Rule_To{{Operation: &security.Operation{Ports: []string{"9080"}, Methods: []string{"DELETE"}}}}},
+					{To: []*security.Rule_To{{Operation: &security.Operation{Ports: []string{"8080"}}}}},
+					{To: []*security.Rule_To{{Operation: &security.Operation{NotPorts: []string{"9080"}}}}},
+					{When: []*security.Condition{{Key: "destination.port", Values: []string{"8080", "9080"}}}},
+				},
+			}),
+		}},
 		{name: "every field and condition", aps: []*mesh.AuthorizationPolicy{
 			ap("default", "everything", &security.AuthorizationPolicy{
 				Action: security.AuthorizationPolicy_DENY,
@@ -259,7 +270,7 @@ func TestInboundHTTPFiltersGolden(t *testing.T) {
 			}}),
 			ra("default", "orders", &security.RequestAuthentication{Selector: selector("app", "orders"), JwtRules: []*security.JWTRule{{Issuer: "not-for-payments"}}}),
 		}, jwks: map[string]string{
-			"https://example.com/jwks.json": keys,
+			"https://example.com/jwks.json":                   keys,
 			jwks.DiscoveryURI("https://accounts.example.com"): keys,
 		}},
 	}

@@ -46,6 +46,12 @@ type Listener struct {
 	// DropInternalHeaders drops client-sent headers named x-weft-*: set on
 	// the inbound listener, where they would come from another workload.
 	DropInternalHeaders bool `json:"drop_internal_headers,omitempty"`
+	// RefusePlaintext and RefuseTLS abort requests on connections of a
+	// kind the listener no longer serves (its PeerAuthentication mode
+	// changed since the connection was accepted): new connections are
+	// refused by the listener itself.
+	RefusePlaintext bool `json:"refuse_plaintext,omitempty"`
+	RefuseTLS       bool `json:"refuse_tls,omitempty"`
 }
 
 // Source gives the Config to use for a new request, or nil before the first

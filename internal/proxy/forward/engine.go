@@ -88,6 +88,7 @@ type stats struct {
 	localReplies   atomic.Uint64 // answered by the proxy itself (any 4xx/5xx it made up)
 	upstreamFailed atomic.Uint64 // of those, because the upstream exchange failed
 	downstreamGone atomic.Uint64 // abandoned because the client went away
+	refused        atomic.Uint64 // aborted: the connection's transport (plaintext or TLS) is no longer allowed
 	responses      [6]atomic.Uint64
 }
 
@@ -100,6 +101,7 @@ func (s *stats) write(w io.Writer, prefix string) error {
 		{"local_replies_total", s.localReplies.Load()},
 		{"upstream_failures_total", s.upstreamFailed.Load()},
 		{"downstream_cancelled_total", s.downstreamGone.Load()},
+		{"connection_policy_refused_total", s.refused.Load()},
 		{"upstream_responses_1xx", s.responses[1].Load()},
 		{"upstream_responses_2xx", s.responses[2].Load()},
 		{"upstream_responses_3xx", s.responses[3].Load()},
@@ -139,6 +141,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if l == nil {
 		h.localReply(w, r, http.StatusServiceUnavailable, fmt.Sprintf("no listener %q in the configuration from the control plane", h.name))
 		return
+	}
+	if (l.RefusePlaintext || l.RefuseTLS) && !admitted(r, l) {
+		// The connection was accepted under an earlier policy (say
+		// PERMISSIVE, now STRICT): end it, as Envoy drains the filter
+		// chains a listener no longer has.
+		h.stats.refused.Add(1)
+		h.log.Debug("request on a connection the listener's policy no longer allows", "remote", r.RemoteAddr)
+		panic(http.ErrAbortHandler)
 	}
 	sanitize(r, l)
 	if l.Routes == nil {

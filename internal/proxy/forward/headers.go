@@ -121,3 +121,11 @@ func clientCertValue(info *peer.Info) string {
 	}
 	return b.String()
 }
+
+// admitted reports whether the request's connection is of a kind the
+// listener serves now.
+func admitted(r *http.Request, l *Listener) bool {
+	info, ok := peer.FromContext(r.Context())
+	tls := ok && info.TLS
+	return !(tls && l.RefuseTLS || !tls && l.RefusePlaintext)
+}

@@ -36,14 +36,14 @@
 // are dropped by the forwarding engine before this runs.)
 //
 // What net/http already refuses before a handler runs, and so is not
-// checked again here (the listener tests prove each): NUL, CR and LF in
-// header names and values (HTTP/1.1 and HTTP/2), control characters in the
-// request target, several differing Content-Length values, invalid
-// Content-Length values, transfer codings other than chunked, several Host
-// headers and invalid Host values. A request with both Content-Length and
-// Transfer-Encoding: chunked is read as chunked with its Content-Length
-// removed (RFC 9112 section 6.3); the proxy frames the body anew for the
-// upstream, so both ends read the same message.
+// checked again here (internal/proxy/hygiene_test.go pins each down): NUL,
+// CR and LF in header names and values (HTTP/1.1 and HTTP/2), control
+// characters in the request target, several differing Content-Length
+// values, invalid Content-Length values, transfer codings other than
+// chunked, several Host headers and invalid Host values. A request with
+// both Content-Length and Transfer-Encoding: chunked is read as chunked
+// with its Content-Length removed (RFC 9112 section 6.3); the proxy frames
+// the body anew for the upstream, so both ends read the same message.
 package normalize
 
 import (
@@ -375,10 +375,8 @@ func unescapePath(p string) string {
 	return string(b)
 }
 
-// Host lower-cases a host (with its port, if any) without allocating when
-// it already is lower-case, which is the common case.
-func Host(h string) string { return lowerASCII(h) }
-
+// lowerASCII lower-cases s without allocating when it already is
+// lower-case, the common case for hosts.
 func lowerASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; 'A' <= c && c <= 'Z' {

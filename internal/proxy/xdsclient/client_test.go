@@ -65,7 +65,7 @@ func (u *updates) waitComplete(ctx context.Context, t *testing.T, version string
 	t.Helper()
 	for {
 		if r, n := u.last(); n > 0 && r.Complete && r.Versions["CDS"] == version && r.Versions["EDS"] == version &&
-			r.Versions["LDS"] == version && r.Versions["RDS"] == version {
+			r.Versions["LDS"] == version && r.Versions["RDS"] == version && r.Versions["SDS"] == version {
 			return r
 		}
 		select {

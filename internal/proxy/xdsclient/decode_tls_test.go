@@ -135,6 +135,7 @@ func TestDecodeSecurityNACKMessages(t *testing.T) {
 			utc + `common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names[0].matcher.exact: "https://reviews" is not a SPIFFE ID, want spiffe://<trust-domain>/<path>`},
 		{"the deprecated untyped SAN matchers are rejected", TypeCluster,
 			[]proto.Message{upstream(func(c *tlspb.UpstreamTlsContext) {
+				//lint:ignore SA1019 the deprecated field is what this case sends
 				c.CommonTlsContext.GetCombinedValidationContext().DefaultValidationContext.MatchSubjectAltNames = []*matcherpb.StringMatcher{{}}
 			})},
 			utc + "common_tls_context.combined_validation_context.default_validation_context.match_subject_alt_names: not supported"},
@@ -164,9 +165,9 @@ func TestDecodeSecurityNACKMessages(t *testing.T) {
 		{"ROOTCA from another config source is rejected", TypeCluster,
 			[]proto.Message{upstream(func(c *tlspb.UpstreamTlsContext) {
 				c.CommonTlsContext.GetCombinedValidationContext().ValidationContextSdsSecretConfig.SdsConfig =
-					&corepb.ConfigSource{ConfigSourceSpecifier: &corepb.ConfigSource_Path{Path: "/etc/sds"}}
+					&corepb.ConfigSource{ConfigSourceSpecifier: &corepb.ConfigSource_ApiConfigSource{ApiConfigSource: &corepb.ApiConfigSource{}}}
 			})},
-			utc + "common_tls_context.combined_validation_context.validation_context_sds_secret_config.sds_config.path: not supported"},
+			utc + "common_tls_context.combined_validation_context.validation_context_sds_secret_config.sds_config.api_config_source: not supported"},
 		{"validation without the server identities is rejected", TypeCluster,
 			[]proto.Message{upstream(func(c *tlspb.UpstreamTlsContext) {
 				c.CommonTlsContext.ValidationContextType = &tlspb.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: xdstest.RootCARef()}

@@ -95,6 +95,8 @@ type provider struct {
 	// metadata (normalize_payload_in_metadata), so that a policy on
 	// "scope" matches one scope of "read write".
 	spaceDelimited []string
+	// cache holds tokens this provider verified; nil for none.
+	cache *tokenCache
 }
 
 type headerLocation struct {
@@ -208,6 +210,7 @@ func compileProvider(p *jwtpb.JwtProvider) (*provider, error) {
 		skew:           DefaultClockSkew,
 		requireExpires: p.GetRequireExpiration(),
 		spaceDelimited: p.GetNormalizePayloadInMetadata().GetSpaceDelimitedClaims(),
+		cache:          newTokenCache(),
 	}
 	if out.issuer == "" {
 		return nil, filter.Errorf("issuer", "required")
@@ -380,8 +383,23 @@ type verified struct {
 
 var parser = jwt.NewParser()
 
-// verify checks one token against provider p.
+// verify checks one token against provider p. A token p verified before
+// is only checked for time (exp, nbf) again.
 func (p *provider) verify(raw string, now time.Time) (map[string]any, *authError) {
+	if claims := p.cache.get(raw); claims != nil {
+		if e := p.checkTime(claims, now); e != nil {
+			return nil, e
+		}
+		return claims, nil
+	}
+	claims, e := p.verifyFully(raw, now)
+	if e == nil {
+		p.cache.put(raw, claims)
+	}
+	return claims, e
+}
+
+func (p *provider) verifyFully(raw string, now time.Time) (map[string]any, *authError) {
 	if strings.Count(raw, ".") != 2 {
 		return nil, errSections
 	}
@@ -592,9 +610,32 @@ type evaluation struct {
 	f    *Filter
 	req  *filter.Request
 	now  time.Time
-	memo map[int]result // by provider index, once verified
+	// memo holds each provider's result once it found tokens, by
+	// provider index: seen bit i, result memo[i] (for the first 8).
+	seen uint64
+	memo [8]result
+	more map[int]result // past the first 8
 	ok   []verified
 	buf  [2]token
+}
+
+func (ev *evaluation) remembered(i int) (result, bool) {
+	if i < len(ev.memo) {
+		return ev.memo[i], ev.seen&(1<<i) != 0
+	}
+	r, ok := ev.more[i]
+	return r, ok
+}
+
+func (ev *evaluation) remember(i int, r result) {
+	if i < len(ev.memo) {
+		ev.memo[i], ev.seen = r, ev.seen|1<<i
+		return
+	}
+	if ev.more == nil {
+		ev.more = make(map[int]result)
+	}
+	ev.more[i] = r
 }
 
 func (ev *evaluation) eval(r *requirement) result {
@@ -637,14 +678,14 @@ func (ev *evaluation) eval(r *requirement) result {
 // audiences, when not nil, replace the provider's.
 func (ev *evaluation) provider(p *provider, audiences []string) result {
 	if audiences == nil {
-		if res, seen := ev.memo[p.index]; seen {
+		if res, seen := ev.remembered(p.index); seen {
 			return res
 		}
 	}
 	pp := p
 	if audiences != nil {
 		c := *p
-		c.audiences = audiences
+		c.audiences, c.cache = audiences, nil // the cache holds tokens checked against p's audiences
 		pp = &c
 	}
 	toks := p.extract(ev.req.HTTP, ev.buf[:0])
@@ -663,12 +704,8 @@ func (ev *evaluation) provider(p *provider, audiences []string) result {
 		}
 	}
 	if audiences == nil && res.kind != missing {
-		// Only a provider that found tokens is worth remembering: finding
-		// none again costs less than the map.
-		if ev.memo == nil {
-			ev.memo = make(map[int]result, 2)
-		}
-		ev.memo[p.index] = res
+		// Only a provider that found tokens is worth remembering.
+		ev.remember(p.index, res)
 	}
 	return res
 }

@@ -67,6 +67,7 @@ func compilePermission(p *rbacpb.Permission) (matcher, error) {
 		}
 		return destinationPortRange{start: int64(pr.GetStart()), end: int64(pr.GetEnd())}, nil
 	case *rbacpb.Permission_Metadata:
+		//lint:ignore SA1019 Envoy deprecated metadata for sourced_metadata, but Istio and weft's control plane emit it
 		m, err := compileMetadata(r.Metadata)
 		return m, at("metadata", err)
 	case *rbacpb.Permission_NotRule:
@@ -148,6 +149,7 @@ func compilePrincipal(p *rbacpb.Principal) (matcher, error) {
 		m, err := compilePath(id.UrlPath)
 		return m, at("url_path", err)
 	case *rbacpb.Principal_Metadata:
+		//lint:ignore SA1019 Envoy deprecated metadata for sourced_metadata, but Istio and weft's control plane emit it
 		m, err := compileMetadata(id.Metadata)
 		return m, at("metadata", err)
 	case *rbacpb.Principal_NotId:

@@ -97,6 +97,7 @@ func metadata(v *matcherpb.ValueMatcher, path ...string) *matcherpb.MetadataMatc
 	return m
 }
 func principalMeta(m *matcherpb.MetadataMatcher) *rbacpb.Principal {
+	//lint:ignore SA1019 Envoy deprecated metadata for sourced_metadata, but Istio and weft's control plane emit it
 	return &rbacpb.Principal{Identifier: &rbacpb.Principal_Metadata{Metadata: m}}
 }
 func valString(m *matcherpb.StringMatcher) *matcherpb.ValueMatcher {
@@ -231,6 +232,7 @@ func TestPermissions(t *testing.T) {
 			RequestedServerName: suffix(".default.svc.cluster.local")}}, reqSpec{}, true},
 		{"requested_server_name of a plaintext peer is empty", &rbacpb.Permission{Rule: &rbacpb.Permission_RequestedServerName{
 			RequestedServerName: prefix("outbound")}}, reqSpec{peer: plaintext}, false},
+		//lint:ignore SA1019 Envoy deprecated metadata for sourced_metadata, but Istio and weft's control plane emit it
 		{"a metadata permission", &rbacpb.Permission{Rule: &rbacpb.Permission_Metadata{Metadata: metadata(valString(exact("alice")), "sub")}},
 			reqSpec{meta: map[string]any{"sub": "alice"}}, true},
 
@@ -405,6 +407,7 @@ func TestUnknownIsRefused(t *testing.T) {
 		{"any false", withPerm(&rbacpb.Permission{Rule: &rbacpb.Permission_Any{Any: false}}), `rules.policies["p"].permissions[0].any: must be true`},
 		{"a pseudo-header other than method, authority and path", withPerm(permHeader(header(":scheme", exact("https")))),
 			`rules.policies["p"].permissions[0].header.name: pseudo-header ":scheme" not supported (want :method, :authority or :path)`},
+		//lint:ignore SA1019 the test is that the deprecated field is refused
 		{"a deprecated exact_match header", withPerm(permHeader(&routepb.HeaderMatcher{Name: "x", HeaderMatchSpecifier: &routepb.HeaderMatcher_ExactMatch{ExactMatch: "y"}})),
 			`rules.policies["p"].permissions[0].header.exact_match: not supported`},
 		{"a range header", withPerm(permHeader(&routepb.HeaderMatcher{Name: "x", HeaderMatchSpecifier: &routepb.HeaderMatcher_RangeMatch{RangeMatch: &typepb.Int64Range{}}})),

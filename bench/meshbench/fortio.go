@@ -45,6 +45,8 @@ type LoadResult struct {
 	P99Ms   float64 `json:"p99_ms"`
 	P999Ms  float64 `json:"p99_9_ms"`
 	MaxMs   float64 `json:"max_ms"`
+	// ClientCPUSeconds is the CPU time fortio itself used.
+	ClientCPUSeconds float64 `json:"client_cpu_s"`
 	// PercentileSource is "access-log" when the percentiles are exact
 	// (computed from every call's latency) or "histogram" when they are
 	// fortio's interpolation within its histogram buckets.
@@ -223,6 +225,9 @@ func runLoad(ctx context.Context, fortio, dir, name string, l load) (LoadResult,
 	r, err := parseFortioJSON(data)
 	if err != nil {
 		return LoadResult{}, err
+	}
+	if st := cmd.ProcessState; st != nil {
+		r.ClientCPUSeconds = (st.UserTime() + st.SystemTime()).Seconds()
 	}
 	if accessLog != "" {
 		f, err := os.Open(accessLog)

@@ -363,3 +363,16 @@ func TestEstablishedTo(t *testing.T) {
 		t.Errorf("establishedTo another port = %d, want 0", got)
 	}
 }
+
+func TestParseMachineStat(t *testing.T) {
+	busy, total, err := parseMachineStat("cpu  100 5 50 1000 20 3 2 10 0 0\ncpu0 50 2 25 500 10 1 1 5 0 0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if busy != 170 || total != 1190 {
+		t.Errorf("busy %d, total %d; want 170 and 1190", busy, total)
+	}
+	if _, _, err := parseMachineStat("intr 1 2 3\n"); err == nil {
+		t.Error("no cpu line: no error, want one")
+	}
+}

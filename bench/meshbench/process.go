@@ -99,6 +99,18 @@ func (ps *processes) stopAll() {
 
 func (p *process) pid() int { return p.cmd.Process.Pid }
 
+// pids lists every running process the harness started, their children
+// (nginx workers) and the harness itself.
+func (ps *processes) pids() []int {
+	ps.mu.Lock()
+	roots := []int{os.Getpid()}
+	for _, p := range ps.list {
+		roots = append(roots, p.pid())
+	}
+	ps.mu.Unlock()
+	return withChildren(roots)
+}
+
 // exited returns an error describing the exit if the process has ended.
 func (p *process) exited() error {
 	select {

@@ -167,3 +167,71 @@ func connectionsTo(port int) int {
 	}
 	return n
 }
+
+// parseMachineStat reads the busy and total time of all CPUs, in clock
+// ticks, from the "cpu" line of /proc/stat. Busy is user, nice, system,
+// irq, softirq and steal; total adds idle and iowait.
+func parseMachineStat(s string) (busy, total uint64, err error) {
+	line, _, _ := strings.Cut(s, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, errors.New("parse /proc/stat: no aggregate cpu line first")
+	}
+	var v [8]uint64
+	for i := range v {
+		if v[i], err = strconv.ParseUint(f[i+1], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("parse /proc/stat: %w", err)
+		}
+	}
+	// user nice system idle iowait irq softirq steal
+	busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+	return busy, busy + v[3] + v[4], nil
+}
+
+func readMachineBusy() (uint64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	busy, _, err := parseMachineStat(string(b))
+	return busy, err
+}
+
+// withChildren returns pids and the direct children of each (an nginx
+// master's worker), scanning /proc once.
+func withChildren(pids []int) []int {
+	set := make(map[int]bool, len(pids))
+	for _, p := range pids {
+		set[p] = true
+	}
+	out := append([]int(nil), pids...)
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || set[pid] {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		if ppid, _, err := parseStat(string(b)); err == nil && set[ppid] {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// cpuOf sums the CPU seconds of pids, skipping those that are gone.
+func cpuOf(pids []int) map[int]float64 {
+	out := make(map[int]float64, len(pids))
+	for _, p := range pids {
+		if c, err := readCPU(p); err == nil {
+			out[p] = c.Seconds()
+		}
+	}
+	return out
+}

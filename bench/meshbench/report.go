@@ -10,16 +10,26 @@ import (
 // Report is one run of the harness: what bench/results/*.json holds and
 // what the table in docs/PERFORMANCE.md is rendered from.
 type Report struct {
-	Date        string   `json:"date"` // RFC 3339, UTC
-	Mode        string   `json:"mode"`
-	Command     string   `json:"command"`
-	Machine     Machine  `json:"machine"`
-	Tools       Tools    `json:"tools"`
-	Settings    Settings `json:"settings"`
-	Security    string   `json:"security"`
+	Date     string   `json:"date"` // RFC 3339, UTC
+	Mode     string   `json:"mode"`
+	Command  string   `json:"command"`
+	Machine  Machine  `json:"machine"`
+	Tools    Tools    `json:"tools"`
+	Settings Settings `json:"settings"`
+	Security string   `json:"security"`
+	// OtherCPU sums up the CPU that programs the harness did not start
+	// used during the measured runs, in cores.
+	OtherCPU    OtherCPU `json:"other_programs_cores"`
 	Paths       []*Path  `json:"paths"`
 	Ratios      []Ratio  `json:"ratios"`
 	WallSeconds float64  `json:"wall_s"`
+}
+
+// OtherCPU is the median and the highest CPU, in cores, that other
+// programs used during a measured run.
+type OtherCPU struct {
+	Median float64 `json:"median"`
+	Max    float64 `json:"max"`
 }
 
 // Machine is where the run happened.
@@ -85,6 +95,10 @@ type Round struct {
 	// proxy to the second during the round: 16 or more for HTTP/1.1 pools
 	// under 16 concurrent requests, a few for HTTP/2.
 	HopConnections int `json:"connections_between_proxies,omitempty"`
+	// OtherCPUFixed and OtherCPUMax are the CPU, in cores, that programs
+	// the harness did not start used during each run: the noise.
+	OtherCPUFixed float64 `json:"other_programs_cores_fixed_rate"`
+	OtherCPUMax   float64 `json:"other_programs_cores_max_rate"`
 }
 
 // Latency is p50, p90 and p99 in milliseconds.
@@ -211,6 +225,16 @@ func (r *Report) summarize() {
 		}
 		p.Summary = s
 	}
+	var other []float64
+	for _, p := range r.Paths {
+		for _, rd := range p.Rounds {
+			other = append(other, rd.OtherCPUFixed)
+			if rd.Max != nil {
+				other = append(other, rd.OtherCPUMax)
+			}
+		}
+	}
+	r.OtherCPU = OtherCPU{Median: median(other), Max: slices.Max(append(other, 0))}
 	r.Ratios = nil
 	for _, c := range []struct{ name, a, b string }{
 		{"weft plaintext / nginx", "weft-plain", "nginx"},
@@ -269,6 +293,7 @@ func (r *Report) Markdown() string {
 	w("- Load: fortio, %d-byte POST echoed by a fortio server, %d connections; latency at a fixed %.0f req/s for %s per round, throughput at the maximum rate for %s per round; all on loopback.\n",
 		st.PayloadBytes, st.Connections, st.QPS, secs(st.FixedSeconds), secs(st.MaxSeconds))
 	w("- Figures are medians over the rounds; \"added\" is the path minus direct in the same round; the paths take turns within each round.\n")
+	w("- Other programs on the machine used a median %.2f and at most %.2f of its %d CPUs during the measured runs (from /proc/stat, less everything the harness started).\n", r.OtherCPU.Median, r.OtherCPU.Max, r.Machine.NProc)
 	w("- weft security: %s.\n\n", r.Security)
 
 	w("| path | between the proxies | p50 | p90 | p99 | added p50 | added p90 | added p99 | max req/s | errors |\n")

@@ -294,18 +294,20 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			name := fmt.Sprintf("r%d-%s", round+1, p.Name)
 			log.Info("measuring", "round", round+1, "of", o.Rounds, "path", p.Name, "fixed_rate", o.QPS)
 			rd := Round{Round: round + 1}
-			res, usage, conns, err := measure(ctx, fortio, runDir, name+"-fixed", fixed(p, o.Fixed), p.procs, p.hopPort)
+			fm, err := measure(ctx, ps, fortio, runDir, name+"-fixed", fixed(p, o.Fixed), p.procs, p.hopPort)
 			if err == nil {
-				rd.Fixed, rd.FixedProcs, rd.HopConnections = res, usage, conns
-				log.Info("  latency", "p50_ms", round2(res.P50Ms), "p90_ms", round2(res.P90Ms), "p99_ms", round2(res.P99Ms), "errors", res.Errors, "qps", round2(res.ActualQPS))
+				rd.Fixed, rd.FixedProcs, rd.HopConnections, rd.OtherCPUFixed = fm.res, fm.usage, fm.conns, fm.otherCores
+				log.Info("  latency", "p50_ms", round2(fm.res.P50Ms), "p90_ms", round2(fm.res.P90Ms), "p99_ms", round2(fm.res.P99Ms),
+					"errors", fm.res.Errors, "qps", round2(fm.res.ActualQPS), "other_programs_cores", round2(fm.otherCores))
 				time.Sleep(300 * time.Millisecond)
 				l := fixed(p, o.Max)
 				l.QPS, l.AccessLog = 0, false
-				res, usage, conns, err = measure(ctx, fortio, runDir, name+"-max", l, p.procs, p.hopPort)
+				var mm measurement
+				mm, err = measure(ctx, ps, fortio, runDir, name+"-max", l, p.procs, p.hopPort)
 				if err == nil {
-					rd.Max, rd.MaxProcs = &res, usage
-					rd.HopConnections = max(rd.HopConnections, conns)
-					log.Info("  throughput", "req_per_s", round2(res.ActualQPS), "errors", res.Errors)
+					rd.Max, rd.MaxProcs, rd.OtherCPUMax = &mm.res, mm.usage, mm.otherCores
+					rd.HopConnections = max(rd.HopConnections, mm.conns)
+					log.Info("  throughput", "req_per_s", round2(mm.res.ActualQPS), "errors", mm.res.Errors, "other_programs_cores", round2(mm.otherCores))
 				}
 			}
 			if err == nil {
@@ -355,72 +357,97 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 
 func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
 
+// measurement is one load and what happened around it.
+type measurement struct {
+	res   LoadResult
+	usage []ProcUsage
+	// conns is the most connections seen open to the path's second proxy.
+	conns int
+	// otherCores is the CPU, in cores, that programs the harness did not
+	// start used during the run: the noise in the figures.
+	otherCores float64
+}
+
 // measure runs one load and what the proxy processes used meanwhile: CPU
 // from /proc/PID/stat, and peak RSS from VmHWM (reset just before) or, if
-// it cannot be reset, from VmRSS sampled every 50 ms. conns is the most
-// connections seen open to hopPort (0: not watched).
-func measure(ctx context.Context, fortio, dir, name string, l load, procs []procRef, hopPort int) (_ LoadResult, _ []ProcUsage, conns int, _ error) {
+// it cannot be reset, from VmRSS sampled every 50 ms; the connections open
+// to hopPort (0: not watched); and the CPU the rest of the machine used.
+func measure(ctx context.Context, ps *processes, fortio, dir, name string, l load, procs []procRef, hopPort int) (measurement, error) {
+	var m measurement
 	before := make([]cpuTicks, len(procs))
 	hwmReset := make([]bool, len(procs))
 	for i, pr := range procs {
 		c, err := readCPU(pr.pid)
 		if err != nil {
-			return LoadResult{}, nil, 0, fmt.Errorf("%s: read CPU: %w", pr.role, err)
+			return m, fmt.Errorf("%s: read CPU: %w", pr.role, err)
 		}
 		before[i] = c
 		hwmReset[i] = resetPeakRSS(pr.pid) == nil
 	}
+	own := ps.pids()
+	ownBefore := cpuOf(own)
+	busyBefore, busyErr := readMachineBusy()
+	start := time.Now()
+
 	sampled := make([]int64, len(procs))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	if len(procs) > 0 || hopPort > 0 {
-		wg.Go(func() {
-			t := time.NewTicker(50 * time.Millisecond)
-			defer t.Stop()
-			for {
-				for i, pr := range procs {
-					if m, err := readMemory(pr.pid); err == nil {
-						sampled[i] = max(sampled[i], m.RSSKiB)
-					}
-				}
-				if hopPort > 0 {
-					conns = max(conns, connectionsTo(hopPort))
-				}
-				select {
-				case <-stop:
-					return
-				case <-t.C:
+	wg.Go(func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			for i, pr := range procs {
+				if mem, err := readMemory(pr.pid); err == nil {
+					sampled[i] = max(sampled[i], mem.RSSKiB)
 				}
 			}
-		})
-	}
+			if hopPort > 0 {
+				m.conns = max(m.conns, connectionsTo(hopPort))
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	})
 	res, err := runLoad(ctx, fortio, dir, name, l)
 	close(stop)
 	wg.Wait()
 	if err != nil {
-		return LoadResult{}, nil, 0, err
+		return m, err
 	}
-	usage := make([]ProcUsage, len(procs))
+	m.res = res
+
+	if busyAfter, err := readMachineBusy(); err == nil && busyErr == nil {
+		ours := res.ClientCPUSeconds
+		for pid, after := range cpuOf(own) {
+			ours += after - ownBefore[pid]
+		}
+		m.otherCores = max(0, (float64(busyAfter-busyBefore)/clockTicks-ours)/time.Since(start).Seconds())
+	}
+
+	m.usage = make([]ProcUsage, len(procs))
 	// fortio makes one untimed warm-up call per connection; the proxies
 	// served them too.
 	served := float64(res.Requests + int64(res.Connections))
 	for i, pr := range procs {
 		c, err := readCPU(pr.pid)
 		if err != nil {
-			return LoadResult{}, nil, 0, fmt.Errorf("%s: read CPU: %w", pr.role, err)
+			return m, fmt.Errorf("%s: read CPU: %w", pr.role, err)
 		}
-		m, err := readMemory(pr.pid)
+		mem, err := readMemory(pr.pid)
 		if err != nil {
-			return LoadResult{}, nil, 0, fmt.Errorf("%s: read memory: %w", pr.role, err)
+			return m, fmt.Errorf("%s: read memory: %w", pr.role, err)
 		}
-		peak := max(sampled[i], m.RSSKiB)
+		peak := max(sampled[i], mem.RSSKiB)
 		if hwmReset[i] {
-			peak = max(peak, m.HWMKiB)
+			peak = max(peak, mem.HWMKiB)
 		}
 		cpu := c.Seconds() - before[i].Seconds()
-		usage[i] = ProcUsage{Role: pr.role, CPUSeconds: cpu, CPUPer1k: cpu / served * 1000, PeakRSSKiB: peak}
+		m.usage[i] = ProcUsage{Role: pr.role, CPUSeconds: cpu, CPUPer1k: cpu / served * 1000, PeakRSSKiB: peak}
 	}
-	return res, usage, conns, nil
+	return m, nil
 }
 
 // procsAlive checks that every process of a path is still there.

@@ -18,10 +18,23 @@ import (
 
 // compiled is the result of one compile, kept for the config dump.
 type compiled struct {
-	Config     *forward.Config   `json:"config"`
-	Versions   map[string]string `json:"versions"`
-	Warnings   []string          `json:"warnings"`
-	CompiledAt time.Time         `json:"compiled_at"`
+	Config *forward.Config `json:"config"`
+	// Inbound is how the inbound listener treats new connections.
+	Inbound inboundDump `json:"inbound_connections"`
+	// Secrets are the secrets in use (the trust bundle), described.
+	Secrets    map[string]*xdsclient.Secret `json:"secrets"`
+	Versions   map[string]string            `json:"versions"`
+	Warnings   []string                     `json:"warnings"`
+	CompiledAt time.Time                    `json:"compiled_at"`
+}
+
+// inboundDump describes the inbound listener's connection policy.
+type inboundDump struct {
+	// Inspect is true when connections are told apart by their first byte.
+	Inspect bool `json:"inspect"`
+	// TLS and Plaintext say which connections are served.
+	TLS       bool `json:"tls"`
+	Plaintext bool `json:"plaintext"`
 }
 
 // builtCluster remembers what a runtime cluster was built from, so the
@@ -55,7 +68,11 @@ func (p *Proxy) apply(res xdsclient.Resources) {
 	// classified as the new configuration says.
 	p.inboundPolicy.Store(inbound)
 	p.cfg.Store(cfg)
-	p.dump.Store(&compiled{Config: cfg, Versions: res.Versions, Warnings: warnings, CompiledAt: time.Now()})
+	p.dump.Store(&compiled{
+		Config:  cfg,
+		Inbound: inboundDump{Inspect: inbound.Inspect, TLS: inbound.TLS != nil, Plaintext: inbound.Plaintext},
+		Secrets: res.Secrets, Versions: res.Versions, Warnings: warnings, CompiledAt: time.Now(),
+	})
 	for _, w := range warnings {
 		p.log.Warn("inconsistent configuration", "problem", w)
 	}
@@ -95,12 +112,18 @@ func (p *Proxy) compile(res xdsclient.Resources) (*forward.Config, *listener.Pol
 			rt   http.RoundTripper
 			opts []cluster.Option
 		)
-		if spec.TLS != nil {
+		switch {
+		case spec.TLS != nil && roots == nil:
+			// apply holds back configurations with missing secrets; never
+			// fall back to plaintext if one slips through.
+			rt = forward.Unavailable("trust bundle " + xdsclient.RootCASecret + " not received")
+			opts = append(opts, cluster.WithTLS(&cluster.TLS{SNI: spec.TLS.SNI, SubjectAltNames: spec.TLS.SubjectAltNames}))
+		case spec.TLS != nil:
 			rt = p.transports.ForTLS(spec.ConnectTimeout, forward.UpstreamTLS{
 				Roots: roots, Identity: id, SNI: spec.TLS.SNI, SubjectAltNames: spec.TLS.SubjectAltNames,
 			})
 			opts = append(opts, cluster.WithTLS(&cluster.TLS{SNI: spec.TLS.SNI, SubjectAltNames: spec.TLS.SubjectAltNames}))
-		} else {
+		default:
 			rt = p.transports.For(spec.ConnectTimeout)
 		}
 		// The same transport means the same connect timeout and TLS
@@ -120,12 +143,9 @@ func (p *Proxy) compile(res xdsclient.Resources) (*forward.Config, *listener.Pol
 	inbound := listener.PlaintextOnly
 	if l := res.Listeners["inbound"]; l != nil {
 		inbound = &listener.Policy{Inspect: l.InspectTLS, Plaintext: l.Plaintext, Identity: id}
-		if l.TLS != nil {
+		if l.TLS != nil && roots != nil { // without roots (see apply), TLS connections are closed
 			inbound.TLS = p.sec.serverConfig(roots, id, l.TLS.ALPN)
 		}
-	}
-	if (inbound.TLS != nil || len(p.clusters) > 0 && anyTLS(cfg.Clusters)) && (id == nil || id.Certificate() == nil) {
-		warnings = append(warnings, "mTLS is configured but the proxy has no workload certificate yet: TLS handshakes fail until it has one")
 	}
 
 	for name, l := range res.Listeners {
@@ -157,15 +177,6 @@ func (p *Proxy) compile(res xdsclient.Resources) (*forward.Config, *listener.Pol
 	}
 	slices.Sort(warnings)
 	return cfg, inbound, warnings
-}
-
-func anyTLS(cs map[string]*cluster.Cluster) bool {
-	for _, c := range cs {
-		if c.TLS() != nil {
-			return true
-		}
-	}
-	return false
 }
 
 // security is the TLS state compile keeps from one update to the next, so

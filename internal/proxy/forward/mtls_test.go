@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -115,6 +116,13 @@ func (m *meshPair) usePlaintext(t testing.TB) {
 
 func TestMTLSForwarding(t *testing.T) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/echo" {
+			_ = http.NewResponseController(w).EnableFullDuplex()
+			w.Header().Set("Trailer", "X-Sum")
+			n, _ := io.Copy(w, r.Body)
+			w.Header().Set("X-Sum", strconv.FormatInt(n, 10))
+			return
+		}
 		io.WriteString(w, r.Header.Get("X-Forwarded-Client-Cert")+" "+r.Header.Get("X-Weft-Internal"))
 	}))
 	defer backend.Close()
@@ -144,6 +152,27 @@ func TestMTLSForwarding(t *testing.T) {
 			t.Errorf("got %d %q, want 200 %q", code, body, want)
 		}
 	})
+
+	for _, hop := range []struct {
+		name string
+		use  func()
+	}{{"mTLS", func() { m.useMTLS(t, serverSpiffe) }}, {"plaintext", func() { m.usePlaintext(t) }}} {
+		t.Run("a large streamed body and trailers cross the "+hop.name+" hop intact", func(t *testing.T) {
+			hop.use()
+			body := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+			req, _ := http.NewRequest("POST", "http://"+m.client.addr+"/echo", io.MultiReader(strings.NewReader(body)))
+			req.Host = "reviews"
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			if err != nil || res.StatusCode != 200 || string(got) != body || res.Trailer.Get("X-Sum") != strconv.Itoa(len(body)) {
+				t.Errorf("got %d, %d bytes (equal %v), trailer %q, err %v", res.StatusCode, len(got), string(got) == body, res.Trailer.Get("X-Sum"), err)
+			}
+		})
+	}
 
 	t.Run("plaintext to a PERMISSIVE inbound has no client certificate header", func(t *testing.T) {
 		m.usePlaintext(t)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -240,4 +241,17 @@ func newTransport(connectTimeout time.Duration) *http.Transport {
 		WriteBufferSize:       32 << 10,
 		ReadBufferSize:        32 << 10,
 	}
+}
+
+// Unavailable returns a round tripper that fails every request with
+// reason, for a cluster whose transport cannot be built.
+func Unavailable(reason string) http.RoundTripper { return unavailable(reason) }
+
+type unavailable string
+
+func (u unavailable) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		r.Body.Close()
+	}
+	return nil, errors.New(string(u))
 }

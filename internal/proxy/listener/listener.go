@@ -53,6 +53,13 @@ func New(name string, ln net.Listener, h http.Handler, log *slog.Logger) *Server
 		IdleTimeout: time.Hour,
 		// "OPTIONS *" is the upstream's to answer, not ours.
 		DisableGeneralOptionsHandler: true,
+		// A peer sidecar multiplexes all its requests to this workload
+		// over one HTTP/2 connection: let concurrent uploads share more
+		// than the default 1 MiB connection window.
+		HTTP2: &http.HTTP2Config{
+			MaxReceiveBufferPerConnection: 4 << 20,
+			MaxReceiveBufferPerStream:     1 << 20,
+		},
 		ErrorLog:                     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	s := &Server{name: name, ln: ln, srv: srv, log: log}

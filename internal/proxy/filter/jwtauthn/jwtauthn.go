@@ -607,9 +607,9 @@ func compileRequirement(r *jwtpb.JwtRequirement, byName map[string]*provider) (*
 // evaluation is one request's pass through a requirement tree. Each
 // provider's tokens are verified at most once.
 type evaluation struct {
-	f    *Filter
-	req  *filter.Request
-	now  time.Time
+	f   *Filter
+	req *filter.Request
+	now time.Time
 	// memo holds each provider's result once it found tokens, by
 	// provider index: seen bit i, result memo[i] (for the first 8).
 	seen uint64

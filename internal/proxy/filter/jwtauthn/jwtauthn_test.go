@@ -510,3 +510,26 @@ func BenchmarkJWT(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkJWTVerify is the cost of a token the cache does not hold: one
+// signature check.
+func BenchmarkJWTVerify(b *testing.B) {
+	keys(b)
+	f := build(b, istioLike(newProvider(issuer, jwks(rsaKey, ecKey))))
+	for _, bc := range []struct {
+		name string
+		tok  string
+	}{
+		{"RS256", sign(b, rsaKey, jwt.SigningMethodRS256, "rsa-1", claims(nil))},
+		{"ES256", sign(b, ecKey, jwt.SigningMethodES256, "ec-1", claims(nil))},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := f.providers[0].verifyFully(bc.tok, now); err != nil {
+					b.Fatal(err.reason)
+				}
+			}
+		})
+	}
+}

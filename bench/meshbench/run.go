@@ -277,6 +277,37 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 	}
 
+	if err := measureRounds(ctx, o, ps, fortio, runDir, paths); err != nil {
+		return nil, err
+	}
+
+	rep.WallSeconds = time.Since(start).Seconds()
+	rep.summarize()
+	md := rep.Markdown()
+	fmt.Fprintln(o.Out)
+	fmt.Fprint(o.Out, md)
+
+	if err := writeResults(o, rep); err != nil {
+		return rep, err
+	}
+	if o.UpdateDoc {
+		if err := updateDoc(filepath.Join(o.Repo, o.Doc), Begin, End, md); err != nil {
+			return rep, err
+		}
+		log.Info("wrote the table", "doc", o.Doc)
+	}
+	return rep, nil
+}
+
+// measureRounds runs the rounds: each path's fixed-rate and maximum-rate
+// loads, the paths taking turns in an order that rotates every round. A
+// path that fails is reported and left out of the later rounds; an error
+// is returned only when direct fails or the run is interrupted.
+func measureRounds(ctx context.Context, o Options, ps *processes, fortio, runDir string, paths []*pathRun) error {
+	log := o.Log
+	fixed := func(p *pathRun, d time.Duration) load {
+		return load{URL: p.url, Host: p.host, QPS: o.QPS, Connections: o.Connections, PayloadSize: o.PayloadSize, Duration: d, AccessLog: true}
+	}
 	for round := range o.Rounds {
 		// Rotate the order each round, so no path always runs first or
 		// right after another one's maximum-rate run.
@@ -289,7 +320,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				continue
 			}
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return err
 			}
 			name := fmt.Sprintf("r%d-%s", round+1, p.Name)
 			log.Info("measuring", "round", round+1, "of", o.Rounds, "path", p.Name, "fixed_rate", o.QPS)
@@ -315,7 +346,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			}
 			if err != nil {
 				if p.Name == "direct" || ctx.Err() != nil {
-					return nil, err
+					return err
 				}
 				p.Failed = err.Error()
 				log.Error("path failed; skipping it from now on", "path", p.Name, "err", err)
@@ -337,22 +368,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 	}
 
-	rep.WallSeconds = time.Since(start).Seconds()
-	rep.summarize()
-	md := rep.Markdown()
-	fmt.Fprintln(o.Out)
-	fmt.Fprint(o.Out, md)
-
-	if err := writeResults(o, rep); err != nil {
-		return rep, err
-	}
-	if o.UpdateDoc {
-		if err := updateDoc(filepath.Join(o.Repo, o.Doc), Begin, End, md); err != nil {
-			return rep, err
-		}
-		log.Info("wrote the table", "doc", o.Doc)
-	}
-	return rep, nil
+	return nil
 }
 
 func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }

@@ -256,16 +256,13 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return nil, err
 	}
-	fixed := func(p *pathRun, d time.Duration) load {
-		return load{URL: p.url, Host: p.host, QPS: o.QPS, Connections: o.Connections, PayloadSize: o.PayloadSize, Duration: d, AccessLog: true}
-	}
 	if o.Warmup > 0 {
 		log.Info("warming up", "per_path", o.Warmup)
 		for _, p := range paths {
 			if p.Failed != "" {
 				continue
 			}
-			l := fixed(p, o.Warmup)
+			l := o.fixedLoad(p, o.Warmup)
 			l.AccessLog = false
 			if _, err := runLoad(ctx, fortio, runDir, "warmup-"+p.Name, l); err != nil {
 				if p.Name == "direct" {
@@ -299,15 +296,17 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	return rep, nil
 }
 
+// fixedLoad is the fixed-rate load on p for d, with exact percentiles.
+func (o Options) fixedLoad(p *pathRun, d time.Duration) load {
+	return load{URL: p.url, Host: p.host, QPS: o.QPS, Connections: o.Connections, PayloadSize: o.PayloadSize, Duration: d, AccessLog: true}
+}
+
 // measureRounds runs the rounds: each path's fixed-rate and maximum-rate
 // loads, the paths taking turns in an order that rotates every round. A
 // path that fails is reported and left out of the later rounds; an error
 // is returned only when direct fails or the run is interrupted.
 func measureRounds(ctx context.Context, o Options, ps *processes, fortio, runDir string, paths []*pathRun) error {
 	log := o.Log
-	fixed := func(p *pathRun, d time.Duration) load {
-		return load{URL: p.url, Host: p.host, QPS: o.QPS, Connections: o.Connections, PayloadSize: o.PayloadSize, Duration: d, AccessLog: true}
-	}
 	for round := range o.Rounds {
 		// Rotate the order each round, so no path always runs first or
 		// right after another one's maximum-rate run.
@@ -325,13 +324,13 @@ func measureRounds(ctx context.Context, o Options, ps *processes, fortio, runDir
 			name := fmt.Sprintf("r%d-%s", round+1, p.Name)
 			log.Info("measuring", "round", round+1, "of", o.Rounds, "path", p.Name, "fixed_rate", o.QPS)
 			rd := Round{Round: round + 1}
-			fm, err := measure(ctx, ps, fortio, runDir, name+"-fixed", fixed(p, o.Fixed), p.procs, p.hopPort)
+			fm, err := measure(ctx, ps, fortio, runDir, name+"-fixed", o.fixedLoad(p, o.Fixed), p.procs, p.hopPort)
 			if err == nil {
 				rd.Fixed, rd.FixedProcs, rd.HopConnections, rd.OtherCPUFixed = fm.res, fm.usage, fm.conns, fm.otherCores
 				log.Info("  latency", "p50_ms", round2(fm.res.P50Ms), "p90_ms", round2(fm.res.P90Ms), "p99_ms", round2(fm.res.P99Ms),
 					"errors", fm.res.Errors, "qps", round2(fm.res.ActualQPS), "other_programs_cores", round2(fm.otherCores))
 				time.Sleep(300 * time.Millisecond)
-				l := fixed(p, o.Max)
+				l := o.fixedLoad(p, o.Max)
 				l.QPS, l.AccessLog = 0, false
 				var mm measurement
 				mm, err = measure(ctx, ps, fortio, runDir, name+"-max", l, p.procs, p.hopPort)

@@ -84,6 +84,8 @@ func validate(r *Resource) Errors {
 		case *networking.Destination:
 			if strings.TrimSpace(x.GetHost()) == "" {
 				el.add(path+".host", "required")
+			} else {
+				checkHostChars(el, x.GetHost(), path+".host")
 			}
 		case *networking.PortSelector:
 			if x.GetNumber() > 65535 {
@@ -116,6 +118,19 @@ func checkHosts(el *errorList, hosts []string, path string) {
 	for i, h := range hosts {
 		if strings.TrimSpace(h) == "" {
 			el.add(fmt.Sprintf("%s[%d]", path, i), "empty host")
+		} else {
+			checkHostChars(el, h, fmt.Sprintf("%s[%d]", path, i))
+		}
+	}
+}
+
+// checkHostChars refuses hosts with spaces or control characters: no DNS
+// name has them, and they would not survive the YAML and xDS round trips.
+func checkHostChars(el *errorList, host, path string) {
+	for _, c := range host {
+		if c <= ' ' || c == 0x7f {
+			el.add(path, "invalid host %q: spaces and control characters are not allowed", host)
+			return
 		}
 	}
 }
@@ -169,6 +184,8 @@ func checkWeights(el *errorList, path string, weights []int32) {
 func checkDestinationRule(el *errorList, x *networking.DestinationRule, path string) {
 	if strings.TrimSpace(x.GetHost()) == "" {
 		el.add(path+".host", "required")
+	} else {
+		checkHostChars(el, x.GetHost(), path+".host")
 	}
 	first := map[string]int{}
 	for i, s := range x.GetSubsets() {

@@ -122,15 +122,30 @@ type tableRow struct {
 		Subsets []struct {
 			Name string `json:"name"`
 		} `json:"subsets"`
+		// Security policies.
+		Selector struct {
+			MatchLabels map[string]string `json:"matchLabels"`
+		} `json:"selector"`
+		Action string            `json:"action"`
+		Rules  []json.RawMessage `json:"rules"`
+		Mtls   struct {
+			Mode string `json:"mode"`
+		} `json:"mtls"`
+		JwtRules []struct {
+			Issuer string `json:"issuer"`
+		} `json:"jwtRules"`
 	} `json:"spec"`
 }
 
 func printTable(out io.Writer, kind config.Kind, items []json.RawMessage) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	if kind == config.KindDestinationRule {
+	switch kind {
+	case config.KindDestinationRule:
 		fmt.Fprintln(tw, "NAMESPACE\tNAME\tHOST\tSUBSETS\tREVISION")
-	} else {
+	case config.KindVirtualService:
 		fmt.Fprintln(tw, "NAMESPACE\tNAME\tHOSTS\tREVISION")
+	default:
+		fmt.Fprintln(tw, "NAMESPACE\tNAME\tSELECTOR\tSUMMARY\tREVISION")
 	}
 	for _, it := range items {
 		var r tableRow
@@ -138,17 +153,52 @@ func printTable(out io.Writer, kind config.Kind, items []json.RawMessage) error 
 			return err
 		}
 		m := r.Metadata
-		if kind == config.KindDestinationRule {
+		switch kind {
+		case config.KindDestinationRule:
 			var subsets []string
 			for _, s := range r.Spec.Subsets {
 				subsets = append(subsets, s.Name)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Namespace, m.Name, r.Spec.Host, strings.Join(subsets, ","), m.ResourceVersion)
-		} else {
+		case config.KindVirtualService:
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Namespace, m.Name, strings.Join(r.Spec.Hosts, ","), m.ResourceVersion)
+		default:
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Namespace, m.Name, formatSelector(r.Spec.Selector.MatchLabels), r.summary(kind), m.ResourceVersion)
 		}
 	}
 	return tw.Flush()
+}
+
+// summary is the one-line gist of a security policy for the table view.
+func (r tableRow) summary(kind config.Kind) string {
+	switch kind {
+	case config.KindAuthorizationPolicy:
+		action := r.Spec.Action
+		if action == "" {
+			action = "ALLOW"
+		}
+		return fmt.Sprintf("%s, %d rules", action, len(r.Spec.Rules))
+	case config.KindPeerAuthentication:
+		mode := r.Spec.Mtls.Mode
+		if mode == "" {
+			mode = "UNSET"
+		}
+		return "mtls " + mode
+	case config.KindRequestAuthentication:
+		var issuers []string
+		for _, j := range r.Spec.JwtRules {
+			issuers = append(issuers, j.Issuer)
+		}
+		return "issuers " + strings.Join(issuers, ",")
+	}
+	return ""
+}
+
+func formatSelector(labels map[string]string) string {
+	if len(labels) == 0 {
+		return "<all>"
+	}
+	return formatLabels(labels)
 }
 
 func formatLabels(labels map[string]string) string {

@@ -227,6 +227,17 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Clu
 	}
 	h.stats.responses[min(res.StatusCode/100, 5)].Add(1)
 
+	if out.Body != nil {
+		// The upstream may answer while the request body is still
+		// streaming to it (an echo, a gRPC-style bidirectional stream).
+		// net/http's HTTP/1 server would otherwise discard the unread
+		// rest of the body, up to 256 KiB, as the response starts, and
+		// the upstream would silently get a body with a hole in it.
+		// (HTTP/2 is always full duplex.)
+		if fd, ok := w.(interface{ EnableFullDuplex() error }); ok {
+			_ = fd.EnableFullDuplex()
+		}
+	}
 	removeHopByHop(res.Header, false)
 	dst := w.Header()
 	for k, vv := range res.Header {

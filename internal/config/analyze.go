@@ -60,6 +60,18 @@ var enforced = map[Kind]map[string]bool{
 		"subsets",
 		"subsets.name",
 		"subsets.labels",
+		// TLS mode (ISTIO_MUTUAL or DISABLE) is enforced at every level;
+		// Validate refuses the other TLS settings.
+		"trafficPolicy",
+		"trafficPolicy.tls",
+		"trafficPolicy.portLevelSettings",
+		"trafficPolicy.portLevelSettings.port",
+		"trafficPolicy.portLevelSettings.tls",
+		"subsets.trafficPolicy",
+		"subsets.trafficPolicy.tls",
+		"subsets.trafficPolicy.portLevelSettings",
+		"subsets.trafficPolicy.portLevelSettings.port",
+		"subsets.trafficPolicy.portLevelSettings.tls",
 	),
 	KindPeerAuthentication: set(
 		"selector",

@@ -70,8 +70,8 @@ func TestAnalyze(t *testing.T) {
       connectionPool: {tcp: {maxConnections: 10}}
 `, []string{
 			"warning: DestinationRule default/reviews: spec.exportTo: not enforced yet",
-			"warning: DestinationRule default/reviews: spec.subsets[1].trafficPolicy: not enforced yet",
-			"warning: DestinationRule default/reviews: spec.trafficPolicy: not enforced yet",
+			"warning: DestinationRule default/reviews: spec.subsets[1].trafficPolicy.connectionPool: not enforced yet",
+			"warning: DestinationRule default/reviews: spec.trafficPolicy.loadBalancer: not enforced yet",
 		}},
 	}
 	for _, tt := range tests {

@@ -642,6 +642,20 @@ spec:
   - name: v2
   - name: v1
 `, []string{`DestinationRule default/reviews: spec.subsets[2].name: duplicate subset "v1", first at subsets[0]`}},
+		{"a TLS mode sidecars do not speak is an error", drHead + `
+  host: reviews
+  trafficPolicy:
+    tls: {mode: SIMPLE}
+  subsets:
+  - name: v1
+    trafficPolicy:
+      portLevelSettings:
+      - port: {number: 9080}
+        tls: {mode: ISTIO_MUTUAL, sni: x}
+`, []string{
+			"DestinationRule default/reviews: spec.subsets[0].trafficPolicy.portLevelSettings[0].tls: only mode is supported; certificates, SNI and SAN settings are not",
+			"DestinationRule default/reviews: spec.trafficPolicy.tls.mode: mode SIMPLE is not supported yet: want ISTIO_MUTUAL or DISABLE",
+		}},
 		{"the same resource twice is an error on the second", drHead + `
   host: reviews
 ---
@@ -744,4 +758,23 @@ func mustParseFile(t *testing.T, name string) []*Resource {
 		t.Fatalf("Parse(%s):\n%v", name, err)
 	}
 	return rs
+}
+
+func TestSidecarTLSModesAreAccepted(t *testing.T) {
+	_, err := Parse([]byte(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {mode: DISABLE}
+  subsets:
+  - name: v1
+    trafficPolicy:
+      tls: {mode: ISTIO_MUTUAL}
+`))
+	if err != nil {
+		t.Fatalf("DISABLE and ISTIO_MUTUAL refused: %v", err)
+	}
 }

@@ -181,7 +181,39 @@ func checkWeights(el *errorList, path string, weights []int32) {
 	}
 }
 
+// checkClientTLS allows the TLS settings sidecars enforce: mode DISABLE or
+// ISTIO_MUTUAL. Anything else would fail translation for every proxy, so
+// it is refused here, where the operator sees it.
+func checkClientTLS(el *errorList, tls *networking.ClientTLSSettings, path string) {
+	if tls == nil {
+		return
+	}
+	switch tls.GetMode() {
+	case networking.ClientTLSSettings_DISABLE, networking.ClientTLSSettings_ISTIO_MUTUAL:
+	default:
+		el.add(path+".mode", "mode %s is not supported yet: want ISTIO_MUTUAL or DISABLE", tls.GetMode())
+	}
+	only := &networking.ClientTLSSettings{Mode: tls.GetMode()}
+	if !proto.Equal(only, tls) {
+		el.add(path, "only mode is supported; certificates, SNI and SAN settings are not")
+	}
+}
+
+func checkTrafficPolicyTLS(el *errorList, tp *networking.TrafficPolicy, path string) {
+	if tp == nil {
+		return
+	}
+	checkClientTLS(el, tp.GetTls(), path+".tls")
+	for i, pl := range tp.GetPortLevelSettings() {
+		checkClientTLS(el, pl.GetTls(), fmt.Sprintf("%s.portLevelSettings[%d].tls", path, i))
+	}
+}
+
 func checkDestinationRule(el *errorList, x *networking.DestinationRule, path string) {
+	checkTrafficPolicyTLS(el, x.GetTrafficPolicy(), path+".trafficPolicy")
+	for i, sub := range x.GetSubsets() {
+		checkTrafficPolicyTLS(el, sub.GetTrafficPolicy(), fmt.Sprintf("%s.subsets[%d].trafficPolicy", path, i))
+	}
 	if strings.TrimSpace(x.GetHost()) == "" {
 		el.add(path+".host", "required")
 	} else {

@@ -186,7 +186,7 @@ func (m *weftMesh) startSidecar(ctx context.Context, ps *processes, name, servic
 			return nil, err
 		}
 	}
-	args := []string{"--control-plane", m.xdsAddr, "--service", service, "--service-port", "9080",
+	args := []string{"--control-plane", m.xdsAddr, "--service", service, "--service-port", "9080", "--namespace", "default",
 		"--app-addr", appAddr, "--inbound-addr", s.inbound, "--outbound-addr", s.outbound,
 		"--admin-addr", s.adminAt, "--labels", "app=" + service, "--log-level", "warn"}
 	if m.secure {

@@ -53,8 +53,8 @@ func At(path string, err error) error {
 // OnlyFields rejects a message with any field set that is not in allowed,
 // and any field this build does not know (a newer API's): a filter must
 // never accept a policy it would silently not enforce. The reported field
-// is the lowest-numbered offender, so messages are deterministic. (It
-// follows xdsclient's check of the same name.)
+// is the lowest-numbered offender, so messages are deterministic. The xDS
+// decoder uses the same check for every resource it accepts.
 func OnlyFields(m proto.Message, allowed ...protoreflect.Name) error {
 	r := m.ProtoReflect()
 	var bad protoreflect.FieldDescriptor

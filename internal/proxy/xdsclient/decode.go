@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weft-mesh/weft/internal/proxy/cluster"
+	"github.com/weft-mesh/weft/internal/proxy/filter"
 	"github.com/weft-mesh/weft/internal/proxy/route"
 )
 
@@ -153,22 +154,14 @@ func joinPath(a, b string) string {
 
 // onlyFields rejects a message with any field set that is not in allowed,
 // and any field this build does not know (a newer API version's): weft must
-// never accept a policy it would silently not enforce. The reported field is
-// the lowest-numbered offender, so messages are deterministic.
+// never accept a policy it would silently not enforce. It is the filters'
+// check, with the decoder's error type.
 func onlyFields(m proto.Message, allowed ...protoreflect.Name) error {
-	r := m.ProtoReflect()
-	var bad protoreflect.FieldDescriptor
-	r.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		if !slices.Contains(allowed, fd.Name()) && (bad == nil || fd.Number() < bad.Number()) {
-			bad = fd
-		}
-		return true
-	})
-	if bad != nil {
-		return fail(string(bad.Name()), "not supported")
-	}
-	if len(r.GetUnknown()) > 0 {
-		return fail("", "fields unknown to this proxy are set; not supported")
+	var ce *filter.ConfigError
+	if err := filter.OnlyFields(m, allowed...); errors.As(err, &ce) {
+		return fail(ce.Path, "%s", ce.Reason)
+	} else if err != nil {
+		return err
 	}
 	return nil
 }

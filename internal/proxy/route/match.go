@@ -2,6 +2,7 @@ package route
 
 import (
 	"fmt"
+	"github.com/weft-mesh/weft/internal/proxy/strmatch"
 	"net/http"
 	"net/textproto"
 	"regexp"
@@ -146,18 +147,16 @@ const (
 )
 
 type headerMatcher struct {
-	source     int
-	key        string // canonical header key, for fromHeader
-	kind       StringKind
-	value      string // lower-cased when ignoreCase
-	ignoreCase bool
-	present    bool
-	invert     bool
-	re         *regexp.Regexp
+	source  int
+	key     string // canonical header key, for fromHeader
+	kind    StringKind
+	str     strmatch.Matcher // unless kind is StringPresent
+	present bool
+	invert  bool
 }
 
 func compileHeader(hs HeaderMatchSpec, path string) (headerMatcher, error) {
-	hm := headerMatcher{kind: hs.Kind, value: hs.Value, ignoreCase: hs.IgnoreCase, present: hs.Present, invert: hs.Invert}
+	hm := headerMatcher{kind: hs.Kind, present: hs.Present, invert: hs.Invert}
 	switch name := strings.ToLower(hs.Name); name {
 	case "":
 		return headerMatcher{}, errorf(path+".name", "required")
@@ -177,15 +176,13 @@ func compileHeader(hs HeaderMatchSpec, path string) (headerMatcher, error) {
 	}
 	switch hs.Kind {
 	case StringExact, StringPrefix, StringSuffix, StringContains:
-		if hs.IgnoreCase {
-			hm.value = strings.ToLower(hs.Value)
-		}
+		hm.str = strmatch.New(stringKinds[hs.Kind], hs.Value, hs.IgnoreCase)
 	case StringRegex:
 		re, err := compileWhole(hs.Value)
 		if err != nil {
 			return headerMatcher{}, errorf(path+".string_match.safe_regex.regex", "invalid RE2 expression: %v", err)
 		}
-		hm.re = re
+		hm.str = strmatch.NewRegex(re)
 	case StringPresent:
 	default:
 		return headerMatcher{}, errorf(path, "unknown match kind %q", hs.Kind)
@@ -220,35 +217,17 @@ func (m *headerMatcher) match(req *Request) bool {
 	if !ok {
 		return false
 	}
-	return m.matchValue(v) != m.invert
+	return m.str.Match(v) != m.invert
 }
 
-func (m *headerMatcher) matchValue(v string) bool {
-	switch m.kind {
-	case StringExact:
-		if m.ignoreCase {
-			return strings.EqualFold(v, m.value)
-		}
-		return v == m.value
-	case StringPrefix:
-		if m.ignoreCase {
-			return len(v) >= len(m.value) && strings.EqualFold(v[:len(m.value)], m.value)
-		}
-		return strings.HasPrefix(v, m.value)
-	case StringSuffix:
-		if m.ignoreCase {
-			return len(v) >= len(m.value) && strings.EqualFold(v[len(v)-len(m.value):], m.value)
-		}
-		return strings.HasSuffix(v, m.value)
-	case StringContains:
-		if m.ignoreCase {
-			return strings.Contains(strings.ToLower(v), m.value)
-		}
-		return strings.Contains(v, m.value)
-	default: // StringRegex
-		return m.re.MatchString(v)
-	}
+// stringKinds maps the route spec's kinds to the shared matcher's.
+var stringKinds = map[StringKind]strmatch.Kind{
+	StringExact:    strmatch.Exact,
+	StringPrefix:   strmatch.Prefix,
+	StringSuffix:   strmatch.Suffix,
+	StringContains: strmatch.Contains,
 }
+
 
 // compileWhole compiles an RE2 expression that must match the whole input,
 // which is what Envoy's safe_regex means.

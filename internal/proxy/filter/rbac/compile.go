@@ -2,6 +2,7 @@ package rbac
 
 import (
 	"fmt"
+	"github.com/weft-mesh/weft/internal/proxy/strmatch"
 	"math"
 	"net/netip"
 	"net/textproto"
@@ -184,38 +185,36 @@ func compileString(sm *matcherpb.StringMatcher) (stringMatcher, error) {
 	if err := filter.OnlyFields(sm, "exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"); err != nil {
 		return stringMatcher{}, err
 	}
-	m := stringMatcher{ignoreCase: sm.GetIgnoreCase()}
+	ignoreCase := sm.GetIgnoreCase()
+	var kind strmatch.Kind
+	var value string
 	switch p := sm.GetMatchPattern().(type) {
 	case *matcherpb.StringMatcher_Exact:
-		m.kind, m.value = sExact, p.Exact
+		kind, value = strmatch.Exact, p.Exact
 	case *matcherpb.StringMatcher_Prefix:
-		m.kind, m.value = sPrefix, p.Prefix
+		kind, value = strmatch.Prefix, p.Prefix
 	case *matcherpb.StringMatcher_Suffix:
-		m.kind, m.value = sSuffix, p.Suffix
+		kind, value = strmatch.Suffix, p.Suffix
 	case *matcherpb.StringMatcher_Contains:
-		m.kind, m.value = sContains, p.Contains
-		if m.ignoreCase {
-			m.value = strings.ToLower(m.value)
-		}
+		kind, value = strmatch.Contains, p.Contains
 	case *matcherpb.StringMatcher_SafeRegex:
 		re, err := compileRegex(p.SafeRegex)
 		if err != nil {
 			return stringMatcher{}, at("safe_regex", err)
 		}
-		m.kind, m.re = sRegex, re
-		if m.ignoreCase {
+		if ignoreCase {
 			// Envoy ignores ignore_case for regexes; refusing it is clearer
 			// than a match that silently is case-sensitive.
 			return stringMatcher{}, errorf("ignore_case", "not supported with safe_regex; use (?i) in the regex")
 		}
-		return m, nil
+		return strmatch.NewRegex(re), nil
 	default:
 		return stringMatcher{}, errorf("", "want exact, prefix, suffix, contains or safe_regex")
 	}
-	if m.kind != sExact && m.value == "" {
-		return stringMatcher{}, errorf("", "empty %s", [...]string{"", "prefix", "suffix", "contains"}[m.kind])
+	if kind != strmatch.Exact && value == "" {
+		return stringMatcher{}, errorf("", "empty %s", [...]string{"", "prefix", "suffix", "contains"}[kind])
 	}
-	return m, nil
+	return strmatch.New(kind, value, ignoreCase), nil
 }
 
 // compileRegex compiles an RE2 expression that must match the whole

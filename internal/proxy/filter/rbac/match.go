@@ -1,8 +1,8 @@
 package rbac
 
 import (
+	"github.com/weft-mesh/weft/internal/proxy/strmatch"
 	"net/netip"
-	"regexp"
 	"strings"
 
 	"github.com/weft-mesh/weft/internal/proxy/filter"
@@ -45,59 +45,8 @@ type notMatcher struct{ m matcher }
 func (m notMatcher) match(req *filter.Request) bool { return !m.m.match(req) }
 
 // Kinds of string comparison, Envoy's StringMatcher.
-const (
-	sExact = iota
-	sPrefix
-	sSuffix
-	sContains
-	sRegex
-)
-
 // stringMatcher is a compiled Envoy StringMatcher.
-type stringMatcher struct {
-	kind       uint8
-	ignoreCase bool
-	value      string // lower-cased for ignoreCase contains
-	re         *regexp.Regexp
-}
-
-func (m *stringMatcher) matches(v string) bool {
-	switch m.kind {
-	case sExact:
-		if m.ignoreCase {
-			return strings.EqualFold(v, m.value)
-		}
-		return v == m.value
-	case sPrefix:
-		if m.ignoreCase {
-			return len(v) >= len(m.value) && strings.EqualFold(v[:len(m.value)], m.value)
-		}
-		return strings.HasPrefix(v, m.value)
-	case sSuffix:
-		if m.ignoreCase {
-			return len(v) >= len(m.value) && strings.EqualFold(v[len(v)-len(m.value):], m.value)
-		}
-		return strings.HasSuffix(v, m.value)
-	case sContains:
-		if m.ignoreCase {
-			return containsFold(v, m.value)
-		}
-		return strings.Contains(v, m.value)
-	}
-	return m.re.MatchString(v)
-}
-
-// containsFold reports whether lower (already lower-cased) occurs in s,
-// ignoring ASCII case, without allocating.
-func containsFold(s, lower string) bool {
-	n := len(lower)
-	for i := 0; i+n <= len(s); i++ {
-		if strings.EqualFold(s[i:i+n], lower) {
-			return true
-		}
-	}
-	return false
-}
+type stringMatcher = strmatch.Matcher
 
 // Where a header matcher reads its value.
 const (
@@ -151,13 +100,13 @@ func (m *headerMatcher) match(req *filter.Request) bool {
 		}
 		v = ""
 	}
-	return m.str.matches(v) != m.invert
+	return m.str.Match(v) != m.invert
 }
 
 // pathMatcher is url_path: the normalized path, without the query.
 type pathMatcher struct{ str stringMatcher }
 
-func (m *pathMatcher) match(req *filter.Request) bool { return m.str.matches(req.Path) }
+func (m *pathMatcher) match(req *filter.Request) bool { return m.str.Match(req.Path) }
 
 type destinationPort uint32
 
@@ -193,7 +142,7 @@ func (m remoteIP) match(req *filter.Request) bool {
 
 type serverName struct{ str stringMatcher }
 
-func (m *serverName) match(req *filter.Request) bool { return m.str.matches(req.Peer().SNI) }
+func (m *serverName) match(req *filter.Request) bool { return m.str.Match(req.Peer().SNI) }
 
 // authenticated matches an mTLS peer with a verified certificate, by its
 // principal name: the URI SAN, its SPIFFE ID. Without principal_name it
@@ -205,7 +154,7 @@ func (m *authenticated) match(req *filter.Request) bool {
 	if !p.TLS {
 		return false
 	}
-	return m.name == nil || m.name.matches(p.SpiffeID)
+	return m.name == nil || m.name.Match(p.SpiffeID)
 }
 
 // metadataMatcher matches a value in the dynamic metadata an earlier
@@ -277,7 +226,7 @@ func (m *valueMatcher) matches(v any, found bool) bool {
 		return m.lo <= f && f < m.hi
 	case vString:
 		s, ok := v.(string)
-		return ok && m.str.matches(s)
+		return ok && m.str.Match(s)
 	case vBool:
 		b, ok := v.(bool)
 		return ok && b == m.b

@@ -146,6 +146,7 @@ type controlPlane struct {
 	mu       sync.Mutex
 	tokens   map[string]string // "ns/sa" -> token file
 	caFile   string
+	fences   int // fences written, see fence
 }
 
 func startControlPlane(t *testing.T, grace time.Duration, extraArgs ...string) *controlPlane {
@@ -320,6 +321,8 @@ func startSidecar(t *testing.T, cp *controlPlane, service, labels, appAddr strin
 type sidecarOptions struct {
 	service, labels, appAddr string
 	serviceAccount           string
+	// namespace is the workload's namespace; empty means default.
+	namespace string
 	// tokenFile overrides the token made for the service account.
 	tokenFile string
 	extraArgs []string
@@ -331,12 +334,15 @@ func startSidecarWith(t *testing.T, cp *controlPlane, o sidecarOptions) *sidecar
 	if o.serviceAccount == "" {
 		o.serviceAccount = o.service
 	}
+	if o.namespace == "" {
+		o.namespace = "default"
+	}
 	if o.tokenFile == "" {
-		o.tokenFile = cp.tokenFile(t, "default", o.serviceAccount)
+		o.tokenFile = cp.tokenFile(t, o.namespace, o.serviceAccount)
 	}
 	s := &sidecar{service: o.service, inboundAddr: freeAddr(t), outboundAddr: freeAddr(t), adminAdr: freeAddr(t)}
 	args := []string{"--control-plane", cp.xdsAddr, "--service", o.service, "--service-port", "9080",
-		"--service-account", o.serviceAccount, "--token-file", o.tokenFile, "--ca-file", cp.trustBundleFile(t),
+		"--namespace", o.namespace, "--service-account", o.serviceAccount, "--token-file", o.tokenFile, "--ca-file", cp.trustBundleFile(t),
 		"--app-addr", o.appAddr, "--inbound-addr", s.inboundAddr, "--outbound-addr", s.outboundAddr,
 		"--admin-addr", s.adminAdr, "--log-level", "debug"}
 	if o.labels != "" {

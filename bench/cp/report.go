@@ -61,8 +61,11 @@ type Progress struct {
 	EndpointOnlyRegistered int `json:"endpointOnlyRegistered"`
 	Proxies                int `json:"proxiesStarted"`
 	ProxiesRegistered      int `json:"proxiesRegistered"`
-	// ProxiesAckedAll counts proxies that ACKed the whole mesh.
-	ProxiesAckedAll int `json:"proxiesAckedAll"`
+	// InitialPushStarted is set once every proxy was registered and the
+	// marker written; ProxiesAckedAll then counts the proxies that ACKed
+	// the whole mesh.
+	InitialPushStarted bool `json:"initialPushStarted"`
+	ProxiesAckedAll    int  `json:"proxiesAckedAll"`
 }
 
 // Sample is the control plane at one moment of the run.
@@ -291,17 +294,29 @@ func Markdown(r *Result) string {
 	if r.Incomplete != "" {
 		w("- **Incomplete**: %s\n", oneLine(r.Incomplete))
 		p := r.Progress
-		w("- How far it got: %s of %s endpoint-only workloads registered, %s of %s proxies registered, %s of them had ACKed the whole mesh; control plane RSS %.0f MiB at the stop (peak %.0f MiB), %s of CPU.\n",
+		push := "the initial full push had not started"
+		if p.InitialPushStarted {
+			push = fmt.Sprintf("%s of them had ACKed the whole mesh", thousands(p.ProxiesAckedAll))
+		}
+		w("- How far it got: %s of %s endpoint-only workloads registered, %s of %s proxies registered, %s; control plane RSS %.0f MiB at the stop (peak %.0f MiB), %s of CPU in all.\n",
 			thousands(p.EndpointOnlyRegistered), thousands(r.EndpointOnly), thousands(p.ProxiesRegistered), thousands(r.Size.Proxies),
-			thousands(p.ProxiesAckedAll), r.Memory.FinalRSSMiB, r.Memory.PeakRSSMiB, seconds(r.CPU.TotalSeconds))
+			push, r.Memory.FinalRSSMiB, r.Memory.PeakRSSMiB, seconds(r.CPU.TotalSeconds))
 	}
 	w("\n| figure | value |\n|---|---:|\n")
 	if r.EndpointOnly > 0 {
-		w("| register %s endpoint-only workloads (64 streams at a time) | %s, control plane CPU %s |\n",
-			thousands(r.Register.Count), seconds(r.Register.Seconds), seconds(r.Register.CPUSeconds))
+		label := fmt.Sprintf("register %s endpoint-only workloads (64 streams at a time)", thousands(r.EndpointOnly))
+		if r.Register.Count < r.EndpointOnly {
+			label += fmt.Sprintf(": %s registered when the run stopped", thousands(r.Register.Count))
+		}
+		w("| %s | %s, control plane CPU %s |\n", label, seconds(r.Register.Seconds), seconds(r.Register.CPUSeconds))
 	}
-	w("| connect %s proxies (50 dialling at a time) until every one is registered | %s, control plane CPU %s |\n",
-		thousands(r.Connect.Count), seconds(r.Connect.Seconds), seconds(r.Connect.CPUSeconds))
+	if r.Connect.Seconds > 0 {
+		label := fmt.Sprintf("connect %s proxies (50 dialling at a time) until every one is registered", thousands(r.Size.Proxies))
+		if r.Connect.Count < r.Size.Proxies {
+			label = fmt.Sprintf("connect %s proxies (50 dialling at a time): %s registered when the run stopped", thousands(r.Size.Proxies), thousands(r.Connect.Count))
+		}
+		w("| %s | %s, control plane CPU %s |\n", label, seconds(r.Connect.Seconds), seconds(r.Connect.CPUSeconds))
+	}
 	ip := r.InitialPush
 	if ip.Latency.Count > 0 {
 		w("| initial full push: last registration → every proxy ACKed the whole mesh (all five types), p50 / max | %s / %s, control plane CPU %s |\n",

@@ -303,16 +303,13 @@ func (b *bench) finish(measured0 cpuMark) {
 		other := (measured1.busy - measured0.busy) - (measured1.cp - measured0.cp) - (measured1.self - measured0.self)
 		b.res.OtherCPUs = max(0, other/wall)
 	}
-	p := Progress{EndpointOnlyRegistered: int(b.registered.Load()), Proxies: len(b.proxies)}
-	rev := b.marker.Load()
-	for _, sp := range b.proxies {
-		select {
-		case <-sp.first:
-			p.ProxiesRegistered++
-		default:
-		}
-		if rev > 0 && sp.minAcked.Load() >= rev {
-			p.ProxiesAckedAll++
+	p := Progress{EndpointOnlyRegistered: int(b.registered.Load()), Proxies: len(b.proxies), ProxiesRegistered: b.countRegistered()}
+	if rev := b.marker.Load(); rev > 0 {
+		p.InitialPushStarted = true
+		for _, sp := range b.proxies {
+			if sp.minAcked.Load() >= rev {
+				p.ProxiesAckedAll++
+			}
 		}
 	}
 	b.res.Progress = p
@@ -377,14 +374,7 @@ func (b *bench) sample(ctx context.Context) {
 		}
 		if s.At.Sub(last) >= 2*time.Second {
 			last = s.At
-			connected := 0
-			for _, p := range b.proxiesSoFar() {
-				select {
-				case <-p.first:
-					connected++
-				default:
-				}
-			}
+			connected := b.countRegistered()
 			b.tlMu.Lock()
 			if len(b.timeline) < 2000 {
 				b.timeline = append(b.timeline, Sample{T: s.At.Sub(b.start).Seconds(), RSSMiB: mib(s.RSSKiB), CPUSeconds: s.CPU,
@@ -529,6 +519,10 @@ func (b *bench) registerParked(ctx context.Context, ws []workload, pool *x509.Ce
 // response (and is therefore registered).
 func (b *bench) connectLive(ctx context.Context, ws []workload, pool *x509.CertPool) error {
 	m0 := b.snapshotCPU()
+	defer func() {
+		m1 := b.snapshotCPU()
+		b.res.Connect = Phase{Count: b.countRegistered(), Seconds: m1.at.Sub(m0.at).Seconds(), CPUSeconds: m1.cp - m0.cp}
+	}()
 	sem := make(chan struct{}, 50)
 	for _, w := range ws {
 		conn, err := dial(b.xdsAddr, pool)
@@ -557,22 +551,26 @@ func (b *bench) connectLive(ctx context.Context, ws []workload, pool *x509.CertP
 			return err
 		}
 	}
-	err := waitUntil(ctx, b.cp, time.Until(deadlineOf(ctx)), 10*time.Millisecond, "every proxy's first response", func() (bool, error) {
+	return waitUntil(ctx, b.cp, time.Until(deadlineOf(ctx)), 10*time.Millisecond, "every proxy's first response", func() (bool, error) {
 		if err := b.failed(); err != nil {
 			return false, err
 		}
-		for _, p := range b.proxies {
-			select {
-			case <-p.first:
-			default:
-				return false, nil
-			}
-		}
-		return true, nil
+		return b.countRegistered() == len(ws), nil
 	})
-	m1 := b.snapshotCPU()
-	b.res.Connect = Phase{Count: len(ws), Seconds: m1.at.Sub(m0.at).Seconds(), CPUSeconds: m1.cp - m0.cp}
-	return err
+}
+
+// countRegistered counts the measured proxies that have had their first
+// response, and are therefore registered.
+func (b *bench) countRegistered() int {
+	n := 0
+	for _, p := range b.proxiesSoFar() {
+		select {
+		case <-p.first:
+			n++
+		default:
+		}
+	}
+	return n
 }
 
 func (b *bench) startProxy(p *simProxy, conn *grpc.ClientConn) {

@@ -197,10 +197,12 @@ func (a *api) deleteDocuments(w http.ResponseWriter, r *http.Request) {
 		resp.Results = append(resp.Results, ApplyResult{Kind: res.Kind, Namespace: res.Namespace, Name: res.Name, Action: action})
 	}
 	if len(writes) > 0 {
-		if _, err := a.store.Commit(r.Context(), writes); err != nil {
+		rev, err := a.store.Commit(r.Context(), writes)
+		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, err)
 			return
 		}
+		resp.Revision = rev
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -211,7 +213,7 @@ func (a *api) deleteOne(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ns, name := r.PathValue("namespace"), r.PathValue("name")
-	deleted, err := a.store.Delete(r.Context(), ConfigKey(kind, ns, name))
+	rev, deleted, err := a.store.Delete(r.Context(), ConfigKey(kind, ns, name))
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err)
 		return
@@ -221,7 +223,7 @@ func (a *api) deleteOne(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("deleted", "kind", kind, "namespace", ns, "name", name)
-	writeJSON(w, http.StatusOK, ApplyResponse{Results: []ApplyResult{{Kind: kind, Namespace: ns, Name: name, Action: "deleted"}}})
+	writeJSON(w, http.StatusOK, ApplyResponse{Revision: rev, Results: []ApplyResult{{Kind: kind, Namespace: ns, Name: name, Action: "deleted"}}})
 }
 
 func (a *api) list(w http.ResponseWriter, r *http.Request) {

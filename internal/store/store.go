@@ -155,13 +155,14 @@ func (s *Store) Create(ctx context.Context, writes []Write) ([]KV, bool, error) 
 	return out, false, nil
 }
 
-// Delete removes key and reports whether it existed.
-func (s *Store) Delete(ctx context.Context, key string) (bool, error) {
+// Delete removes key, reports whether it existed, and returns the store
+// revision after the delete.
+func (s *Store) Delete(ctx context.Context, key string) (rev int64, deleted bool, err error) {
 	resp, err := s.client.Delete(ctx, key)
 	if err != nil {
-		return false, fmt.Errorf("delete %s: %w", key, err)
+		return 0, false, fmt.Errorf("delete %s: %w", key, err)
 	}
-	return resp.Deleted > 0, nil
+	return resp.Header.Revision, resp.Deleted > 0, nil
 }
 
 // Watch sends every change under prefix from revision fromRev on, in order,

@@ -196,27 +196,39 @@ func (r rawResult) String() string {
 	return fmt.Sprintf("%d %q", r.code, r.body)
 }
 
-// rawRequest writes head (a request line and headers, each ending in
-// CRLF, without the blank line that ends them) to a new connection to
-// addr, as is: unlike net/http's client, nothing cleans the request target
-// or merges headers. It returns the first response.
-func rawRequest(addr, head string) rawResult {
+// rawExchange writes raw to a new connection to addr and reads every
+// response until the connection ends (or 3s of silence).
+func rawExchange(addr, raw string) ([]rawResult, error) {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		return rawResult{err: err}
+		return nil, err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, head+"Connection: close\r\n\r\n"); err != nil {
-		return rawResult{err: err}
+	if _, err := io.WriteString(conn, raw); err != nil {
+		return nil, err
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return rawResult{err: err}
+	br := bufio.NewReader(conn)
+	var out []rawResult
+	for len(out) < 4 {
+		if len(out) > 0 {
+			conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			if len(out) == 0 {
+				return nil, err
+			}
+			break
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		out = append(out, rawResult{code: resp.StatusCode, body: string(b), err: err})
+		if resp.Close {
+			break
+		}
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return rawResult{code: resp.StatusCode, body: string(b), err: err}
+	return out, nil
 }
 
 // plainClient sends requests straight to addr (a sidecar's inbound

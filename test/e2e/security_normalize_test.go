@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -100,41 +97,6 @@ func (v rawVariant) bytes() string {
 	}
 	b.WriteString("\r\n" + v.body)
 	return b.String()
-}
-
-// rawExchange writes raw to a new connection to addr and reads every
-// response until the connection ends (or 3s of silence).
-func rawExchange(addr, raw string) ([]rawResult, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		return nil, err
-	}
-	br := bufio.NewReader(conn)
-	var out []rawResult
-	for len(out) < 4 {
-		if len(out) > 0 {
-			conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			if len(out) == 0 {
-				return nil, err
-			}
-			break
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		out = append(out, rawResult{code: resp.StatusCode, body: string(b), err: err})
-		if resp.Close {
-			break
-		}
-	}
-	return out, nil
 }
 
 func normalizeVariants() []rawVariant {

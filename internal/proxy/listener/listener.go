@@ -60,7 +60,7 @@ func New(name string, ln net.Listener, h http.Handler, log *slog.Logger) *Server
 			MaxReceiveBufferPerConnection: 4 << 20,
 			MaxReceiveBufferPerStream:     1 << 20,
 		},
-		ErrorLog:                     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	s := &Server{name: name, ln: ln, srv: srv, log: log}
 	srv.ConnContext = s.connContext

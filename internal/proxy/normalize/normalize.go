@@ -154,12 +154,19 @@ func Request(r *http.Request, o Options) (string, *Rejection) {
 		if r.URL.Opaque != "" {
 			return "", errNotAbsolute
 		}
-		target = r.URL.EscapedPath()
-		if target == "" {
-			target = "/"
-		}
-		if r.URL.RawQuery != "" {
-			target += "?" + r.URL.RawQuery
+		if raw, ok := absoluteFormTarget(target); ok {
+			// Normalize the bytes the client sent, exactly as for origin
+			// form: net/http's parsed URL has re-escaped them (a raw '\'
+			// becomes %5C, a '#' stays in the path as %23).
+			target = raw
+		} else {
+			target = r.URL.EscapedPath()
+			if target == "" {
+				target = "/"
+			}
+			if r.URL.RawQuery != "" {
+				target += "?" + r.URL.RawQuery
+			}
 		}
 	}
 	if i := strings.IndexByte(target, '#'); i >= 0 {
@@ -421,4 +428,23 @@ func isPchar(c byte) bool {
 		return true
 	}
 	return false
+}
+
+// absoluteFormTarget returns the path, query and fragment of an
+// absolute-form request target ("http://host:port/p?q#f" → "/p?q#f") as
+// the client wrote them; ok is false when target is not absolute form.
+func absoluteFormTarget(target string) (raw string, ok bool) {
+	i := strings.Index(target, "://")
+	if i <= 0 {
+		return "", false
+	}
+	rest := target[i+3:]
+	j := strings.IndexAny(rest, "/?#")
+	if j < 0 {
+		return "/", true
+	}
+	if rest[j] != '/' {
+		return "/" + rest[j:], true
+	}
+	return rest[j:], true
 }

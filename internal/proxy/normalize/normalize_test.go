@@ -209,3 +209,22 @@ func BenchmarkNormalize(b *testing.B) {
 		})
 	}
 }
+
+func TestAbsoluteFormTargetKeepsTheClientsBytes(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`http://payments:9080/public/a\b`, `/public/a\b`},
+		{"http://payments/public/a#/../admin", "/public/a#/../admin"},
+		{"http://payments:9080", "/"},
+		{"http://payments?x=1", "/?x=1"},
+		{"https://h/a%2Fb", "/a%2Fb"},
+	}
+	for _, tt := range tests {
+		got, ok := absoluteFormTarget(tt.in)
+		if !ok || got != tt.want {
+			t.Errorf("absoluteFormTarget(%q) = %q, %v; want %q", tt.in, got, ok, tt.want)
+		}
+	}
+	if _, ok := absoluteFormTarget("/origin/form"); ok {
+		t.Error("origin form taken for absolute form")
+	}
+}

@@ -228,7 +228,6 @@ var stringKinds = map[StringKind]strmatch.Kind{
 	StringContains: strmatch.Contains,
 }
 
-
 // compileWhole compiles an RE2 expression that must match the whole input,
 // which is what Envoy's safe_regex means.
 func compileWhole(expr string) (*regexp.Regexp, error) {

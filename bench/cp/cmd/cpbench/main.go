@@ -127,13 +127,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, cpbench.Markdown(res))
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "cpbench: interrupted; nothing written")
+		return 130
+	}
 	path, err := cpbench.WriteJSON(res, filepath.Join(root, cfg.ResultsDir))
 	if err != nil {
 		fmt.Fprintln(stderr, "cpbench: write results:", err)
 		return 1
 	}
 	fmt.Fprintln(stdout, "\ncpbench: wrote", path)
-	if cfg.Doc != "" && ctx.Err() == nil {
+	if cfg.Doc != "" {
 		if err := cpbench.UpdateDoc(filepath.Join(root, cfg.Doc), res); err != nil {
 			fmt.Fprintln(stderr, "cpbench: update the doc:", err)
 			return 1

@@ -120,8 +120,34 @@ spec:
 	return b.String()
 }
 
+// RatingsPolicyYAML is the demo's sample AuthorizationPolicy: ratings
+// answers only reviews' identity, and only reads. Every other caller, and
+// any plaintext client, gets 403 from ratings' sidecar.
+func RatingsPolicyYAML() string {
+	return fmt.Sprintf(`# ratings: only the reviews service account may call it, and only to read
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: ratings-readers
+  namespace: %[1]s
+spec:
+  selector:
+    matchLabels:
+      app: ratings
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/%[1]s/sa/reviews"]
+    to:
+    - operation:
+        methods: ["GET", "HEAD"]
+`, Namespace)
+}
+
 // InitialConfigYAML is the multi-document YAML the demo applies at start:
-// the DestinationRule, then the VirtualService for InitialSplit.
+// the DestinationRule, the VirtualService for InitialSplit, and the sample
+// AuthorizationPolicy.
 func InitialConfigYAML() string {
-	return DestinationRuleYAML() + "---\n" + InitialSplit.VirtualServiceYAML()
+	return DestinationRuleYAML() + "---\n" + InitialSplit.VirtualServiceYAML() + "---\n" + RatingsPolicyYAML()
 }

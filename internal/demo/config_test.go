@@ -48,13 +48,13 @@ func TestEverySplitIsValidWeftConfig(t *testing.T) {
 	}
 }
 
-func TestInitialConfigHasTheDestinationRuleThenTheVirtualService(t *testing.T) {
+func TestInitialConfigHasTheRuleTheSplitAndThePolicy(t *testing.T) {
 	rs, err := config.Parse([]byte(InitialConfigYAML()))
 	if err != nil {
 		t.Fatalf("config.Parse: %v\n%s", err, InitialConfigYAML())
 	}
-	if len(rs) != 2 || rs[0].Kind != config.KindDestinationRule || rs[1].Kind != config.KindVirtualService {
-		t.Fatalf("parsed %v, want a DestinationRule and a VirtualService", rs)
+	if len(rs) != 3 || rs[0].Kind != config.KindDestinationRule || rs[1].Kind != config.KindVirtualService || rs[2].Kind != config.KindAuthorizationPolicy {
+		t.Fatalf("parsed %v, want a DestinationRule, a VirtualService and an AuthorizationPolicy", rs)
 	}
 	dr := rs[0].Spec.(*networking.DestinationRule)
 	if dr.GetHost() != SplitService {

@@ -800,6 +800,7 @@ func (r *runner) printBanner() {
 	fmt.Fprintf(tw, "  admin token\t%s (weft finds it; curl needs it)\n", r.adminTokenFile())
 	fmt.Fprintf(tw, "  registry\tcurl -H \"Authorization: Bearer $(cat %s)\" %s/api/v1/workloads\n", r.adminTokenFile(), api)
 	fmt.Fprintf(tw, "  try it\tcurl -x http://%s %s\n", r.loadgen().outbound, EntryURL)
+	fmt.Fprintf(tw, "  policy\tcurl -x http://%s http://ratings:%d/   # 403: only reviews may call ratings (AuthorizationPolicy ratings-readers)\n", r.loadgen().outbound, ServicePort)
 	fmt.Fprintf(tw, "  logs\t%s%c\n", r.logDir, filepath.Separator)
 	tw.Flush()
 

@@ -186,7 +186,7 @@ spec:
 
 		// Keys removed from the store behind the control plane's back are
 		// fetched and stored again.
-		if _, err := st.Delete(ctx, jwksKey(uri)); err != nil {
+		if _, _, err := st.Delete(ctx, jwksKey(uri)); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Second)
@@ -212,7 +212,7 @@ spec:
 	t.Run("keys of a URI no policy names are not put into snapshots", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := st.Delete(ctx, ConfigKey(config.KindRequestAuthentication, "default", "jwt")); err != nil {
+		if _, _, err := st.Delete(ctx, ConfigKey(config.KindRequestAuthentication, "default", "jwt")); err != nil {
 			t.Fatal(err)
 		}
 		s := runState(t, st)

@@ -44,6 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	profile := fs.String("profile", "", "record the control plane with perf during the initial push: true or false (default: true for full)")
 	doc := fs.String("doc", "", "write the table into docs/PERFORMANCE.md: true or false (default: true for quick and full)")
 	weft := fs.String("weft", "bin/weft", "the weft binary, relative to the module root unless absolute")
+	results := fs.String("results", "bench/results", "directory of the JSON results, relative to the module root unless absolute")
 	timeout := fs.Duration("timeout", 0, "bound on the whole run (default 2m quick, 10m full)")
 	grace := fs.Duration("registration-grace", 30*time.Minute, "the control plane's --registration-grace; must outlast the run")
 	maxRSS := fs.Float64("max-rss", 8192, "stop the run when the control plane's RSS passes this many MiB (0: never)")
@@ -71,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := cpbench.Config{
 		Mode: *mode, Size: size, AllLive: *allLive, EndpointChanges: *epChanges, ConfigChanges: *cfgChanges,
-		Weft: *weft, ResultsDir: "bench/results", Doc: "docs/PERFORMANCE.md", Command: *command,
+		Weft: *weft, ResultsDir: *results, Doc: "docs/PERFORMANCE.md", Command: *command,
 		Profile: *mode != "quick", Keep: *keep, Timeout: *timeout, Grace: *grace, MaxRSSMiB: *maxRSS, Out: stdout,
 	}
 	if custom || *allLive {
@@ -131,7 +132,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "cpbench: interrupted; nothing written")
 		return 130
 	}
-	path, err := cpbench.WriteJSON(res, filepath.Join(root, cfg.ResultsDir))
+	dir := cfg.ResultsDir
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
+	path, err := cpbench.WriteJSON(res, dir)
 	if err != nil {
 		fmt.Fprintln(stderr, "cpbench: write results:", err)
 		return 1

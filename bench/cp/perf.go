@@ -82,7 +82,23 @@ func (r *perfRecorder) stop(out io.Writer) (*Profile, error) {
 		return nil, err
 	}
 	fmt.Fprintf(out, "cpbench: perf data in %s (perf report -i %s)\n", filepath.Base(r.data), r.data)
-	return &Profile{Tool: "perf record -F " + perfFreq + " -g -p <control plane>", Self: self, Inclusive: incl}, nil
+	return &Profile{Tool: "perf record -F " + perfFreq + " -g -p <control plane>", Self: self[:min(len(self), 40)], Inclusive: trimInclusive(incl, 150)}, nil
+}
+
+// trimInclusive keeps the first n entries and every one a Breakdown row
+// reads.
+func trimInclusive(es []ProfileEntry, n int) []ProfileEntry {
+	var out []ProfileEntry
+	for i, e := range es {
+		keep := i < n
+		for _, part := range breakdownParts {
+			keep = keep || strings.HasSuffix(e.Symbol, part.symbol)
+		}
+		if keep {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // parsePerfReport reads the rows of `perf report --stdio -g none --sort

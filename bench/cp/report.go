@@ -81,6 +81,9 @@ type Sample struct {
 type CPInfo struct {
 	Binary string   `json:"binary"`
 	Args   []string `json:"args"`
+	// Commit is the module's git commit, "+changes" when internal/ or
+	// cmd/ differ from it (the binary is built from the working tree).
+	Commit string `json:"commit,omitempty"`
 }
 
 // Phase is a stretch of the run.
@@ -280,17 +283,24 @@ func Markdown(r *Result) string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	m := r.Machine
 	w("Run of %s, mode `%s`: `%s`, %.0f s in all.\n\n", r.Date.Format(time.RFC3339), r.Mode, r.Command, r.DurationS)
-	w("- Machine: %d CPUs (%s), Linux %s, %s RAM, load average %.2f at the start; %s. Control plane and load generator share it; other programs used a mean %.2f CPUs during the run.\n",
+	w("- Machine: %d CPUs (%s), Linux %s, %s RAM, load average %.2f at the start; %s. The control plane and the load generator share it; other programs and kernel work charged to no process (loopback networking) took a mean %.2f CPUs during the run.\n",
 		m.CPUs, m.CPUModel, m.Kernel, gib(m.MemTotalMiB), m.LoadAvg, m.Go, r.OtherCPUs)
 	perSvc := float64(r.Size.Endpoints) / float64(r.Size.Services)
 	if r.AllLive {
 		w("- Mesh: %s services in %d namespaces, %s endpoints (%.0f per service), every one a live proxy on its own ADS stream and TLS connection.\n",
 			thousands(r.Size.Services), r.Size.Namespaces, thousands(r.Size.Endpoints), perSvc)
+	} else if r.EndpointOnly == 0 {
+		w("- Mesh: %s services in %d namespaces, %s endpoints (%.0f per service), every one a measured proxy on a live ADS stream with its own TLS connection.\n",
+			thousands(r.Size.Services), r.Size.Namespaces, thousands(r.Size.Endpoints), perSvc)
 	} else {
 		w("- Mesh: %s services in %d namespaces, %s endpoints (%.0f per service): %s measured proxies on live ADS streams, each on its own TLS connection, and %s endpoint-only workloads (registered by an ADS stream that then closed; `--registration-grace` keeps them).\n",
 			thousands(r.Size.Services), r.Size.Namespaces, thousands(r.Size.Endpoints), perSvc, thousands(r.Size.Proxies), thousands(r.EndpointOnly))
 	}
-	w("- Control plane: `%s %s`.\n", filepath.Base(r.ControlPlane.Binary), strings.Join(redactPaths(r.ControlPlane.Args), " "))
+	w("- Control plane: `%s %s`", filepath.Base(r.ControlPlane.Binary), strings.Join(redactPaths(r.ControlPlane.Args), " "))
+	if r.ControlPlane.Commit != "" {
+		w(", built from commit %s", r.ControlPlane.Commit)
+	}
+	w(".\n")
 	if r.Incomplete != "" {
 		w("- **Incomplete**: %s\n", oneLine(r.Incomplete))
 		p := r.Progress

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -404,7 +405,7 @@ func (b *bench) startControlPlane(ctx context.Context) error {
 	dataDir := filepath.Join(b.dir, "data")
 	args := []string{"control-plane", "--data-dir", dataDir, "--xds-addr", b.xdsAddr, "--http-addr", httpAddr,
 		"--registration-grace", b.cfg.Grace.String()}
-	b.res.ControlPlane = CPInfo{Binary: b.cfg.Weft, Args: args}
+	b.res.ControlPlane = CPInfo{Binary: b.cfg.Weft, Args: args, Commit: gitCommit(ctx, b.cfg.Root)}
 	runDir := filepath.Join(b.dir, "run")
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return err
@@ -836,4 +837,20 @@ func forEach(ctx context.Context, n, width int, fn func(context.Context, int) er
 		return context.Cause(ctx)
 	}
 	return first
+}
+
+// gitCommit names the commit of the repository at root, if git can tell.
+func gitCommit(ctx context.Context, root string) string {
+	if root == "" {
+		return ""
+	}
+	out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	commit := strings.TrimSpace(string(out))
+	if diff, err := exec.CommandContext(ctx, "git", "-C", root, "status", "--porcelain", "--", "internal", "cmd", "go.mod", "go.sum").Output(); err == nil && len(strings.TrimSpace(string(diff))) > 0 {
+		commit += "+changes"
+	}
+	return commit
 }

@@ -47,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	results := fs.String("results", "bench/results", "directory of the JSON results, relative to the module root unless absolute")
 	timeout := fs.Duration("timeout", 0, "bound on the whole run (default 2m quick, 10m full)")
 	grace := fs.Duration("registration-grace", 30*time.Minute, "the control plane's --registration-grace; must outlast the run")
-	maxRSS := fs.Float64("max-rss", 8192, "stop the run when the control plane's RSS passes this many MiB (0: never)")
+	maxRSS := fs.Float64("max-rss", defaultMaxRSS(), "stop the run when the control plane's RSS passes this many MiB (0: never); default 8 GiB or half the machine's memory, whichever is less")
 	keep := fs.Bool("keep", false, "keep the temporary directory (control plane log, perf data)")
 	command := fs.String("command", "", "how this run was started, for the record")
 	if err := fs.Parse(args); err != nil {
@@ -161,6 +161,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// defaultMaxRSS is 8 GiB, or half the machine's memory when that is less,
+// in MiB.
+func defaultMaxRSS() float64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 8192
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var kib float64
+		if _, err := fmt.Sscanf(line, "MemTotal: %f kB", &kib); err == nil {
+			return min(8192, kib/1024/2)
+		}
+	}
+	return 8192
 }
 
 // moduleRoot finds the directory of the weft module's go.mod above the

@@ -199,14 +199,7 @@ func (m *headerMatcher) lookup(req *Request) (string, bool) {
 	case fromPath:
 		return req.PathQuery, true
 	}
-	switch vs := req.Header[m.key]; len(vs) {
-	case 0:
-		return "", false
-	case 1:
-		return vs[0], true
-	default:
-		return strings.Join(vs, ","), true
-	}
+	return strmatch.HeaderValue(req.Header, m.key)
 }
 
 func (m *headerMatcher) match(req *Request) bool {

@@ -4,6 +4,7 @@
 package strmatch
 
 import (
+	"net/http"
 	"regexp"
 	"strings"
 )
@@ -85,4 +86,18 @@ func containsFold(s, lower string) bool {
 		}
 	}
 	return false
+}
+
+// HeaderValue is the value Envoy's header matchers compare: the header's
+// values joined with ",", and found false when the header is absent. key
+// must be in canonical form.
+func HeaderValue(h http.Header, key string) (string, bool) {
+	switch vs := h[key]; len(vs) {
+	case 0:
+		return "", false
+	case 1:
+		return vs[0], true
+	default:
+		return strings.Join(vs, ","), true
+	}
 }

@@ -3,7 +3,6 @@ package rbac
 import (
 	"github.com/weft-mesh/weft/internal/proxy/strmatch"
 	"net/netip"
-	"strings"
 
 	"github.com/weft-mesh/weft/internal/proxy/filter"
 )
@@ -79,14 +78,7 @@ func (m *headerMatcher) lookup(req *filter.Request) (string, bool) {
 	case fromPath:
 		return r.RequestURI, true
 	}
-	switch vs := r.Header[m.key]; len(vs) {
-	case 0:
-		return "", false
-	case 1:
-		return vs[0], true
-	default:
-		return strings.Join(vs, ","), true
-	}
+	return strmatch.HeaderValue(r.Header, m.key)
 }
 
 func (m *headerMatcher) match(req *filter.Request) bool {

@@ -60,7 +60,11 @@ type Options struct {
 	// KeepTemp keeps the temporary directory (configs, logs, fortio
 	// files) for a post-mortem.
 	KeepTemp bool
-	Log      *slog.Logger
+	// ProfileDir, when set, receives pprof profiles of each weft sidecar
+	// (CPU during each load, and the allocations it made) fetched from
+	// its admin server's /debug/pprof, named <run>-<role>.{cpu,allocs}.pprof.
+	ProfileDir string
+	Log        *slog.Logger
 	// Out receives the rendered table.
 	Out io.Writer
 }
@@ -97,6 +101,8 @@ type pathRun struct {
 type procRef struct {
 	role string
 	pid  int
+	// admin is a weft sidecar's admin address, for profiles; "" otherwise.
+	admin string
 }
 
 // Run measures every path and writes the results. Processes it started are
@@ -324,7 +330,7 @@ func measureRounds(ctx context.Context, o Options, ps *processes, fortio, runDir
 			name := fmt.Sprintf("r%d-%s", round+1, p.Name)
 			log.Info("measuring", "round", round+1, "of", o.Rounds, "path", p.Name, "fixed_rate", o.QPS)
 			rd := Round{Round: round + 1}
-			fm, err := measure(ctx, ps, fortio, runDir, name+"-fixed", o.fixedLoad(p, o.Fixed), p.procs, p.hopPort)
+			fm, err := measure(ctx, ps, fortio, runDir, name+"-fixed", o.fixedLoad(p, o.Fixed), p.procs, p.hopPort, o.ProfileDir)
 			if err == nil {
 				rd.Fixed, rd.FixedProcs, rd.HopConnections, rd.OtherCPUFixed = fm.res, fm.usage, fm.conns, fm.otherCores
 				log.Info("  latency", "p50_ms", round2(fm.res.P50Ms), "p90_ms", round2(fm.res.P90Ms), "p99_ms", round2(fm.res.P99Ms),
@@ -333,7 +339,7 @@ func measureRounds(ctx context.Context, o Options, ps *processes, fortio, runDir
 				l := o.fixedLoad(p, o.Max)
 				l.QPS, l.AccessLog = 0, false
 				var mm measurement
-				mm, err = measure(ctx, ps, fortio, runDir, name+"-max", l, p.procs, p.hopPort)
+				mm, err = measure(ctx, ps, fortio, runDir, name+"-max", l, p.procs, p.hopPort, o.ProfileDir)
 				if err == nil {
 					rd.Max, rd.MaxProcs, rd.OtherCPUMax = &mm.res, mm.usage, mm.otherCores
 					rd.HopConnections = max(rd.HopConnections, mm.conns)
@@ -387,8 +393,13 @@ type measurement struct {
 // from /proc/PID/stat, and peak RSS from VmHWM (reset just before) or, if
 // it cannot be reset, from VmRSS sampled every 50 ms; the connections open
 // to hopPort (0: not watched); and the CPU the rest of the machine used.
-func measure(ctx context.Context, ps *processes, fortio, dir, name string, l load, procs []procRef, hopPort int) (measurement, error) {
+// With profDir set, it also saves the weft sidecars' profiles there (the
+// profiles cost the sidecars some CPU: not for runs whose figures count).
+func measure(ctx context.Context, ps *processes, fortio, dir, name string, l load, procs []procRef, hopPort int, profDir string) (measurement, error) {
 	var m measurement
+	if profDir != "" {
+		defer profileDuring(profDir, name, procs, l.Duration)()
+	}
 	before := make([]cpuTicks, len(procs))
 	hwmReset := make([]bool, len(procs))
 	for i, pr := range procs {
@@ -524,7 +535,7 @@ func setupNginx(ctx context.Context, ps *processes, bin string, unavailable erro
 			return err
 		}
 		p.url = "http://" + client.addr + "/echo"
-		p.procs = []procRef{{"client nginx worker", client.workerPID}, {"server nginx worker", server.workerPID}}
+		p.procs = []procRef{{"client nginx worker", client.workerPID, ""}, {"server nginx worker", server.workerPID, ""}}
 		p.hopPort = portOf(serverAddr)
 	}
 	return nil
@@ -586,7 +597,7 @@ spec:
 		}
 		p.url = "http://" + client.outbound + "/echo"
 		p.host = pp.service + ":9080"
-		p.procs = []procRef{{"client sidecar", client.proc.pid()}, {"server sidecar", server.proc.pid()}}
+		p.procs = []procRef{{"client sidecar", client.proc.pid(), client.adminAt}, {"server sidecar", server.proc.pid(), server.adminAt}}
 		p.hopPort = portOf(server.inbound)
 		// The client must know the server's endpoint before the transport
 		// can be read off its cluster.

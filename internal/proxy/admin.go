@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/weft-mesh/weft/internal/proxy/identity"
@@ -17,14 +18,20 @@ import (
 //	GET /healthz/ready  200 once the first full configuration is in, 503 before and while draining
 //	GET /config_dump    JSON: node, xDS status per type, the compiled configuration
 //	GET /stats          counters, one "name value" per line
+//	GET /debug/pprof/   Go's profiles (CPU, heap, allocations, goroutines), as Envoy's admin offers its profilers
 func (p *Proxy) newAdminServer() *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz/ready", p.handleReady)
 	mux.HandleFunc("GET /config_dump", p.handleConfigDump)
 	mux.HandleFunc("GET /stats", p.handleStats)
+	// Profiles of the running sidecar, for the benchmark harness and for
+	// operators chasing a slow or fat proxy. The admin address is loopback
+	// only (Options.validate).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
-		_, _ = io.WriteString(w, "weft-proxy admin\n  /healthz/ready\n  /config_dump\n  /stats\n")
+		_, _ = io.WriteString(w, "weft-proxy admin\n  /healthz/ready\n  /config_dump\n  /stats\n  /debug/pprof/\n")
 	})
 	return &http.Server{
 		Handler:           mux,

@@ -41,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	paths := fs.String("paths", "", "comma-separated subset of "+strings.Join(meshbench.AllPaths, ",")+" (direct always runs)")
 	doc := fs.String("doc", "", "write the table into docs/PERFORMANCE.md: true or false (default: true for full, false for quick)")
 	keep := fs.Bool("keep", false, "keep the temporary directory (configs, logs, fortio output)")
+	profile := fs.String("profile", "", "save pprof CPU and allocation profiles of the weft sidecars during every load into this directory (they skew the figures)")
 	command := fs.String("command", "", "how this run was started, for the record (default: the go run command line)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -86,7 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "meshbench:", err)
 		return 2
 	}
-	o.Repo, o.GoBin, o.Out, o.KeepTemp = repo, goBin, stdout, *keep
+	o.Repo, o.GoBin, o.Out, o.KeepTemp, o.ProfileDir = repo, goBin, stdout, *keep, *profile
 	if *rounds > 0 {
 		o.Rounds = *rounds
 	}

@@ -14,7 +14,6 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	security "istio.io/api/security/v1beta1"
 
@@ -97,7 +96,7 @@ func rbacFilters(snap *mesh.Snapshot, proxy *mesh.Workload) ([]*hcmv3.HttpFilter
 		if rules == nil {
 			continue
 		}
-		cfg, err := anypb.New(&rbacfilterv3.RBAC{Rules: rules})
+		cfg, err := typedConfig(&rbacfilterv3.RBAC{Rules: rules})
 		if err != nil {
 			return nil, fmt.Errorf("rbac filter for %s policies: %w", action, err)
 		}

@@ -8,7 +8,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	security "istio.io/api/security/v1beta1"
 
@@ -73,7 +72,7 @@ func jwtFilter(snap *mesh.Snapshot, proxy *mesh.Workload) (*hcmv3.HttpFilter, er
 		Match:           &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		RequirementType: &jwtv3.RequirementRule_Requires{Requires: req},
 	}}
-	tc, err := anypb.New(cfg)
+	tc, err := typedConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("jwt_authn filter: %w", err)
 	}

@@ -14,15 +14,15 @@ import (
 	"github.com/weft-mesh/weft/internal/mesh"
 )
 
-// outboundRoutes builds the outbound route table: one virtual host per mesh
-// service, routed by its VirtualService when one applies and straight to the
-// service's cluster otherwise.
-func (t *translation) outboundRoutes() *routev3.RouteConfiguration {
+// outboundRoutes builds the outbound route table of a proxy in namespace:
+// one virtual host per mesh service, routed by its VirtualService when one
+// applies and straight to the service's cluster otherwise.
+func (t *translation) outboundRoutes(namespace string) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: OutboundName}
 	for _, svc := range t.snap.Services {
 		vh := &routev3.VirtualHost{
 			Name:    fmt.Sprintf("%s:%d", svc.Hostname, svc.Port),
-			Domains: t.domains(svc),
+			Domains: domains(svc, namespace),
 		}
 		if vs := t.virtualService(svc.Hostname); vs != nil {
 			vh.Routes = t.virtualServiceRoutes(vs, svc)
@@ -38,12 +38,12 @@ func (t *translation) outboundRoutes() *routev3.RouteConfiguration {
 	return rc
 }
 
-// domains lists the names a client may use for svc, with and without the
-// port. The bare service name is only meaningful inside its own namespace,
-// so only proxies there get it.
-func (t *translation) domains(svc *mesh.Service) []string {
+// domains lists the names a client in namespace may use for svc, with and
+// without the port. The bare service name is only meaningful inside its
+// own namespace, so only proxies there get it.
+func domains(svc *mesh.Service, namespace string) []string {
 	names := []string{svc.Name + "." + svc.Namespace, svc.Name + "." + svc.Namespace + ".svc", svc.Hostname}
-	if svc.Namespace == t.proxy.Namespace {
+	if svc.Namespace == namespace {
 		names = append([]string{svc.Name}, names...)
 	}
 	out := make([]string, 0, 2*len(names))

@@ -13,7 +13,6 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -65,7 +64,7 @@ func rootCARef() *tlsv3.SdsSecretConfig {
 }
 
 func tlsTransportSocket(m proto.Message) (*corev3.TransportSocket, error) {
-	a, err := anypb.New(m)
+	a, err := typedConfig(m)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +116,7 @@ func downstreamTLS() (*corev3.TransportSocket, error) {
 
 // tlsInspector is the listener filter that tells TLS from plaintext.
 func tlsInspector() (*listenerv3.ListenerFilter, error) {
-	a, err := anypb.New(&tlsinspectorv3.TlsInspector{})
+	a, err := typedConfig(&tlsinspectorv3.TlsInspector{})
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ package translate
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -38,8 +39,9 @@ const (
 // DestinationRule connection pools are enforced.
 const connectTimeout = time.Second
 
-// Resources is everything one proxy is sent, by xDS type. Each slice is
-// sorted by resource name so output is deterministic.
+// Resources is everything one proxy is sent, by xDS type. Clusters,
+// Endpoints and Secrets are sorted by resource name; Listeners and Routes
+// are outbound then inbound. Output is deterministic.
 type Resources struct {
 	Listeners []types.Resource
 	Routes    []types.Resource
@@ -51,9 +53,10 @@ type Resources struct {
 
 // Translate builds the resources for proxy from snap. proxy need not be in
 // snap yet: a proxy that has just connected is translated from its own
-// metadata.
+// metadata. It is NewShared(snap) followed by Shared.Translate(proxy); a
+// caller with many proxies should build the Shared part once.
 func Translate(snap *mesh.Snapshot, proxy *mesh.Workload) (*Resources, error) {
-	return translate(snap, proxy, policy{mtlsMode: peerAuthenticationMode, httpFilters: inboundHTTPFilters})
+	return translate(snap, proxy, defaultPolicy)
 }
 
 // policy are the security policy decisions translation takes from the
@@ -63,23 +66,107 @@ type policy struct {
 	httpFilters func(*mesh.Snapshot, *mesh.Workload) ([]*hcmv3.HttpFilter, error)
 }
 
-func translate(snap *mesh.Snapshot, proxy *mesh.Workload, pol policy) (*Resources, error) {
-	t := &translation{snap: snap, proxy: proxy, policy: pol}
-	res := &Resources{}
-	if securityOn(snap) {
-		res.Secrets = append(res.Secrets, rootCASecret(snap))
-	}
+var defaultPolicy = policy{mtlsMode: peerAuthenticationMode, httpFilters: inboundHTTPFilters}
 
-	inboundCluster := InboundClusterName(proxy.ServicePort)
+func translate(snap *mesh.Snapshot, proxy *mesh.Workload, pol policy) (*Resources, error) {
+	sh, err := newShared(snap, pol)
+	if err != nil {
+		return nil, err
+	}
+	return sh.Translate(proxy)
+}
+
+// Shared is the part of a snapshot's translation that is the same for
+// every proxy: the outbound clusters, their endpoints and the ROOTCA
+// secret, and (by namespace) the outbound route configuration. Every proxy
+// gets the same outbound view of the mesh, so the control plane builds
+// this once per snapshot instead of once per proxy, and only the small
+// per-proxy part (ProxyResources) for each proxy.
+//
+// A Shared never changes after NewShared returns, and neither do the
+// resources it hands out: callers may read them from many goroutines, and
+// must not modify them.
+type Shared struct {
+	snap   *mesh.Snapshot
+	policy policy
+
+	// Clusters are the outbound clusters, sorted by name.
+	Clusters []types.Resource
+	// Endpoints hold one ClusterLoadAssignment per outbound cluster,
+	// sorted by cluster name.
+	Endpoints []types.Resource
+	// Secrets holds ROOTCA when security is on, and is empty otherwise.
+	Secrets []types.Resource
+}
+
+// NewShared translates the proxy-independent part of snap. It fails when
+// the mesh holds something no proxy can be given (a DestinationRule TLS
+// setting weft does not support, an endpoint address that does not
+// parse); every proxy's translation would fail the same way.
+func NewShared(snap *mesh.Snapshot) (*Shared, error) {
+	return newShared(snap, defaultPolicy)
+}
+
+func newShared(snap *mesh.Snapshot, pol policy) (*Shared, error) {
+	sh := &Shared{snap: snap, policy: pol}
+	if securityOn(snap) {
+		sh.Secrets = append(sh.Secrets, rootCASecret(snap))
+	}
+	t := &translation{snap: snap, policy: pol}
+	clusters := t.outboundClusters()
+	sh.Clusters = make([]types.Resource, 0, len(clusters))
+	sh.Endpoints = make([]types.Resource, 0, len(clusters))
+	// Subsets list the same workloads as their service: parse each
+	// workload's address once and share the endpoint message.
+	eps := make(map[*mesh.Workload]*endpointv3.LbEndpoint, len(snap.Services))
+	for _, c := range clusters {
+		cl, err := t.outboundClusterResource(c)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", c.name, err)
+		}
+		sh.Clusters = append(sh.Clusters, cl)
+		cla, err := loadAssignment(c.name, c.endpoints, eps)
+		if err != nil {
+			return nil, err
+		}
+		sh.Endpoints = append(sh.Endpoints, cla)
+	}
+	sortByName(sh.Clusters)
+	sortByName(sh.Endpoints)
+	return sh, nil
+}
+
+// OutboundRoutes is the outbound route configuration of every proxy in
+// namespace: the same for all of them, since only the short names of
+// services depend on the proxy, and only through its namespace. Each call
+// builds a new one.
+func (sh *Shared) OutboundRoutes(namespace string) *routev3.RouteConfiguration {
+	t := &translation{snap: sh.snap, policy: sh.policy}
+	return t.outboundRoutes(namespace)
+}
+
+// ProxyResources are the resources of one proxy that depend on the proxy
+// itself: its two listeners (outbound, inbound), the inbound cluster to
+// its app and the inbound route configuration.
+type ProxyResources struct {
+	Listeners      []types.Resource // outbound, inbound
+	InboundCluster *clusterv3.Cluster
+	InboundRoutes  *routev3.RouteConfiguration
+}
+
+// ProxyResources builds proxy's own resources.
+func (sh *Shared) ProxyResources(proxy *mesh.Workload) (*ProxyResources, error) {
+	t := &translation{snap: sh.snap, proxy: proxy, policy: sh.policy}
+	pr := &ProxyResources{}
 	for _, name := range []string{OutboundName, InboundName} {
 		l, err := t.listener(name)
 		if err != nil {
 			return nil, fmt.Errorf("listener %s of proxy %s: %w", name, proxy.ID, err)
 		}
-		res.Listeners = append(res.Listeners, l)
+		pr.Listeners = append(pr.Listeners, l)
 	}
-
-	res.Routes = append(res.Routes, t.outboundRoutes(), &routev3.RouteConfiguration{
+	inboundCluster := InboundClusterName(proxy.ServicePort)
+	pr.InboundRoutes = &routev3.RouteConfiguration{
 		Name: InboundName,
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    InboundName,
@@ -90,13 +177,12 @@ func translate(snap *mesh.Snapshot, proxy *mesh.Workload, pol policy) (*Resource
 				Action: clusterAction(inboundCluster, nil),
 			}},
 		}},
-	})
-
+	}
 	appEndpoint, err := lbEndpoint(proxy.AppAddr)
 	if err != nil {
 		return nil, fmt.Errorf("app address of proxy %s: %w", proxy.ID, err)
 	}
-	res.Clusters = append(res.Clusters, &clusterv3.Cluster{
+	pr.InboundCluster = &clusterv3.Cluster{
 		Name:                 inboundCluster,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(connectTimeout),
@@ -105,22 +191,25 @@ func translate(snap *mesh.Snapshot, proxy *mesh.Workload, pol policy) (*Resource
 			ClusterName: inboundCluster,
 			Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{appEndpoint}}},
 		},
-	})
+	}
+	return pr, nil
+}
 
-	for _, c := range t.outboundClusters() {
-		cl, err := t.outboundClusterResource(c)
-		if err != nil {
-			return nil, fmt.Errorf("cluster %s: %w", c.name, err)
-		}
-		res.Clusters = append(res.Clusters, cl)
-		cla, err := loadAssignment(c.name, c.endpoints)
-		if err != nil {
-			return nil, err
-		}
-		res.Endpoints = append(res.Endpoints, cla)
+// Translate builds everything proxy is sent: the shared resources and its
+// own, merged.
+func (sh *Shared) Translate(proxy *mesh.Workload) (*Resources, error) {
+	pr, err := sh.ProxyResources(proxy)
+	if err != nil {
+		return nil, err
+	}
+	res := &Resources{
+		Listeners: pr.Listeners,
+		Routes:    []types.Resource{sh.OutboundRoutes(proxy.Namespace), pr.InboundRoutes},
+		Clusters:  append([]types.Resource{pr.InboundCluster}, sh.Clusters...),
+		Endpoints: slices.Clone(sh.Endpoints),
+		Secrets:   slices.Clone(sh.Secrets),
 	}
 	sortByName(res.Clusters)
-	sortByName(res.Endpoints)
 	return res, nil
 }
 
@@ -136,7 +225,8 @@ func InboundClusterName(port uint32) string {
 }
 
 type translation struct {
-	snap   *mesh.Snapshot
+	snap *mesh.Snapshot
+	// proxy is the proxy being translated; nil for the shared part.
 	proxy  *mesh.Workload
 	policy policy
 	// modes caches the PeerAuthentication mode of endpoints by workload ID.
@@ -226,16 +316,23 @@ func adsSource() *corev3.ConfigSource {
 	}
 }
 
-func loadAssignment(cluster string, workloads []*mesh.Workload) (*endpointv3.ClusterLoadAssignment, error) {
+// loadAssignment is the endpoint set of cluster. eps remembers each
+// workload's endpoint message across the clusters of one snapshot, so that
+// a workload in a service and its subsets is parsed and allocated once.
+func loadAssignment(cluster string, workloads []*mesh.Workload, eps map[*mesh.Workload]*endpointv3.LbEndpoint) (*endpointv3.ClusterLoadAssignment, error) {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}
 	if len(workloads) == 0 {
 		return cla, nil
 	}
-	locality := &endpointv3.LocalityLbEndpoints{}
+	locality := &endpointv3.LocalityLbEndpoints{LbEndpoints: make([]*endpointv3.LbEndpoint, 0, len(workloads))}
 	for _, w := range workloads {
-		ep, err := lbEndpoint(w.InboundAddr)
-		if err != nil {
-			return nil, fmt.Errorf("endpoint of workload %s in cluster %s: %w", w.ID, cluster, err)
+		ep := eps[w]
+		if ep == nil {
+			var err error
+			if ep, err = lbEndpoint(w.InboundAddr); err != nil {
+				return nil, fmt.Errorf("endpoint of workload %s in cluster %s: %w", w.ID, cluster, err)
+			}
+			eps[w] = ep
 		}
 		locality.LbEndpoints = append(locality.LbEndpoints, ep)
 	}
@@ -283,7 +380,7 @@ func (t *translation) listener(name string) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	router, err := anypb.New(&routerv3.Router{})
+	router, err := typedConfig(&routerv3.Router{})
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +409,7 @@ func (t *translation) listener(name string) (*listenerv3.Listener, error) {
 		Name:       wellknown.Router,
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
 	})
-	hcm, err := anypb.New(h)
+	hcm, err := typedConfig(h)
 	if err != nil {
 		return nil, err
 	}
@@ -355,4 +452,15 @@ func resourceName(r types.Resource) string {
 		return v.GetName()
 	}
 	return ""
+}
+
+// typedConfig wraps m in an Any, marshalled deterministically (map entries
+// in key order), so that one configuration always has the same bytes: the
+// control plane compares resources by their bytes to decide what changed.
+func typedConfig(m proto.Message) (*anypb.Any, error) {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		return nil, err
+	}
+	return a, nil
 }

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -192,6 +193,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // forward relays r to ep and the response back to w.
 func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Cluster, ep cluster.Endpoint, timeout time.Duration) {
+	if u, ok := c.Transport().(*Upstream); ok && h1Eligible(r) {
+		h.forwardH1(w, r, u.h1, c, ep, timeout)
+		return
+	}
 	ctx := r.Context()
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -204,29 +209,20 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Clu
 	// URL, which the server no longer needs: rewriting both is cheaper than
 	// cloning them, and the net/http client only reads them.
 	out := r.WithContext(ctx)
-	u := out.URL
-	u.Scheme = c.Scheme() // https for mTLS clusters, whose transport dials TLS
-	u.Host = ep.Address   // absolute-form targets become origin-form: the client writes u.RequestURI()
-	u.User = nil          // or the client would turn user:password@ into an Authorization header
-	out.RequestURI = ""   // set only on server requests; the client refuses it
-	out.Close = false
+	prepareOutbound(out, c, ep)
 	if r.ContentLength == 0 {
 		out.Body = nil // lets the transport send no body and retry safely on a stale connection
 	}
-	removeHopByHop(out.Header, true)
 	if _, ok := out.Header["User-Agent"]; !ok {
 		// An empty value stops the client from adding its own.
 		out.Header["User-Agent"] = emptyValue
 	}
-	// out.Host keeps the client's Host / :authority for the upstream.
 
 	res, err := c.Transport().RoundTrip(out)
 	if err != nil {
 		h.upstreamFailure(ctx, w, r, c, ep, timeout, err)
 		return
 	}
-	h.stats.responses[min(res.StatusCode/100, 5)].Add(1)
-
 	if out.Body != nil {
 		// The upstream may answer while the request body is still
 		// streaming to it (an echo, a gRPC-style bidirectional stream).
@@ -238,6 +234,49 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Clu
 			_ = fd.EnableFullDuplex()
 		}
 	}
+	h.relay(w, res, c, ep, nil)
+}
+
+// forwardH1 relays r to ep over the engine's own HTTP/1.1 client: the
+// request is edited in place (no copy), and no goroutine but the handler's
+// takes part.
+func (h *handler) forwardH1(w http.ResponseWriter, r *http.Request, pool *h1Pool, c *cluster.Cluster, ep cluster.Endpoint, timeout time.Duration) {
+	prepareOutbound(r, c, ep)
+	var x h1Exchange
+	res, err := pool.roundTrip(r.Context(), r, ep.Address, timeout, &x)
+	if err != nil {
+		var be errDownstreamBody
+		if errors.As(err, &be) {
+			// The client went away or sent a short body: nobody to
+			// answer, or nothing valid to answer.
+			h.stats.downstreamGone.Add(1)
+			h.log.Debug("reading the request body failed", "err", be.err)
+			return
+		}
+		h.upstreamFailure(r.Context(), w, r, c, ep, timeout, err)
+		return
+	}
+	h.relay(w, res, c, ep, &x)
+}
+
+// prepareOutbound turns the server request r into the request for ep, in
+// place.
+func prepareOutbound(r *http.Request, c *cluster.Cluster, ep cluster.Endpoint) {
+	u := r.URL
+	u.Scheme = c.Scheme() // https for mTLS clusters, whose transport dials TLS
+	u.Host = ep.Address   // absolute-form targets become origin-form: the client writes u.RequestURI()
+	u.User = nil          // or the client would turn user:password@ into an Authorization header
+	r.RequestURI = ""     // set only on server requests; the client refuses it
+	r.Close = false
+	removeHopByHop(r.Header, true)
+	// r.Host keeps the client's Host / :authority for the upstream.
+}
+
+// relay writes the upstream response res to w: headers, body, trailers.
+// x is the fast path's exchange, released here; nil for net/http's
+// Transport.
+func (h *handler) relay(w http.ResponseWriter, res *http.Response, c *cluster.Cluster, ep cluster.Endpoint, x *h1Exchange) {
+	h.stats.responses[min(res.StatusCode/100, 5)].Add(1)
 	removeHopByHop(res.Header, false)
 	dst := w.Header()
 	for k, vv := range res.Header {
@@ -259,7 +298,14 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Clu
 	werr, rerr := h.copyBody(w, res.Body, res.ContentLength < 0)
 	// The body was read to EOF, which fills res.Trailer; release the
 	// upstream connection before writing the trailers out.
-	res.Body.Close()
+	if x == nil {
+		res.Body.Close()
+	} else if werr == nil && rerr == nil {
+		x.finish(res)
+	} else {
+		x.abort() // never drain the rest of a body nobody reads
+		rerr = x.bodyErr(rerr)
+	}
 	if werr != nil {
 		h.stats.downstreamGone.Add(1)
 		return

@@ -19,7 +19,7 @@ import (
 // the reason and the cluster named so an operator can act on it.
 func classify(ctx context.Context, c *cluster.Cluster, timeout time.Duration, err error) (int, string) {
 	name := c.Name()
-	if timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if timeout > 0 && (errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)) {
 		return http.StatusGatewayTimeout, "upstream request timeout for cluster " + name + " after " + timeout.String()
 	}
 	var ie *mtls.IdentityError

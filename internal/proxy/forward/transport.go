@@ -30,7 +30,7 @@ const sessionCacheSize = 4096
 // change.
 type Transports struct {
 	mu       sync.Mutex
-	m        map[time.Duration]*http.Transport
+	m        map[time.Duration]*Upstream
 	tls      map[tlsKey]*tlsEntry
 	gen      uint64
 	sessions tls.ClientSessionCache
@@ -39,7 +39,7 @@ type Transports struct {
 // NewTransports returns an empty set of transports.
 func NewTransports() *Transports {
 	return &Transports{
-		m:        make(map[time.Duration]*http.Transport),
+		m:        make(map[time.Duration]*Upstream),
 		tls:      make(map[tlsKey]*tlsEntry),
 		sessions: tls.NewLRUClientSessionCache(sessionCacheSize),
 	}
@@ -108,26 +108,50 @@ func (t *Transports) Sweep() {
 	t.gen++
 }
 
+// Upstream is the round tripper of plaintext clusters. Requests the
+// engine's own HTTP/1.1 client can carry (h1Eligible) go through its pool;
+// RoundTrip, and so everything else, through net/http's Transport. The
+// two pools are separate: a connection serves one client or the other.
+type Upstream struct {
+	rt *http.Transport
+	h1 *h1Pool
+}
+
+// RoundTrip sends r with net/http's Transport.
+func (u *Upstream) RoundTrip(r *http.Request) (*http.Response, error) { return u.rt.RoundTrip(r) }
+
+// CloseIdleConnections closes both pools' idle connections.
+func (u *Upstream) CloseIdleConnections() {
+	u.rt.CloseIdleConnections()
+	u.h1.closeIdle(false)
+}
+
 // For returns the plain HTTP/1.1 keep-alive transport that dials with the
 // given connect timeout. It is called when configuration is compiled, never
 // on the request path.
 func (t *Transports) For(connectTimeout time.Duration) http.RoundTripper {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if tr, ok := t.m[connectTimeout]; ok {
-		return tr
+	if u, ok := t.m[connectTimeout]; ok {
+		return u
 	}
-	tr := newTransport(connectTimeout)
-	t.m[connectTimeout] = tr
-	return tr
+	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	u := &Upstream{
+		rt: newTransport(dialer),
+		h1: newH1Pool(func(ctx context.Context, addr string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "tcp", addr)
+		}, idleConnTimeout, maxIdleConnsPerHost),
+	}
+	t.m[connectTimeout] = u
+	return u
 }
 
 // CloseIdleConnections closes every idle upstream connection, at shutdown.
 func (t *Transports) CloseIdleConnections() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, tr := range t.m {
-		tr.CloseIdleConnections()
+	for _, u := range t.m {
+		u.CloseIdleConnections()
 	}
 	for _, e := range t.tls {
 		e.t.CloseIdleConnections()
@@ -220,10 +244,17 @@ func newMTLSTransport(connectTimeout time.Duration, cfg *tls.Config, id identity
 	}
 }
 
-func newTransport(connectTimeout time.Duration) *http.Transport {
+// Pool settings of every upstream transport: a sidecar talks to few hosts
+// with many concurrent requests, so it keeps enough idle connections per
+// endpoint that bursts reuse them.
+const (
+	maxIdleConnsPerHost = 1024
+	idleConnTimeout     = 90 * time.Second
+)
+
+func newTransport(dialer *net.Dialer) *http.Transport {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		// Never consult HTTP_PROXY: applications point http_proxy at this
 		// very proxy, and honouring it here would loop.
@@ -233,8 +264,8 @@ func newTransport(connectTimeout time.Duration) *http.Transport {
 		// A sidecar talks to few hosts with many concurrent requests; keep
 		// enough idle connections per endpoint that bursts reuse them.
 		MaxIdleConns:        0, // no global cap
-		MaxIdleConnsPerHost: 1024,
-		IdleConnTimeout:     90 * time.Second,
+		MaxIdleConnsPerHost: maxIdleConnsPerHost,
+		IdleConnTimeout:     idleConnTimeout,
 		// Relay bodies as they are: no transparent gzip negotiation.
 		DisableCompression:    true,
 		ExpectContinueTimeout: time.Second,

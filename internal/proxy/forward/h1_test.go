@@ -197,4 +197,3 @@ func TestAppendRequestHead(t *testing.T) {
 		})
 	}
 }
-

@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME) ./internal/proxy/normalize/
 	$(GO) test -run '^$$' -fuzz '^FuzzRBACMatch$$' -fuzztime $(FUZZTIME) ./internal/proxy/filter/rbac/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/jwks/
+	$(GO) test -run '^$$' -fuzz '^FuzzFramingAgreesWithNetHTTP$$' -fuzztime $(FUZZTIME) ./internal/proxy/framing/
 
 # The benchmark against nginx (bench/, results in docs/PERFORMANCE.md and
 # bench/results/): fortio, weft and nginx on loopback, under 5 minutes. It

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/framing"
 	"github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/proxy/mtls"
 	"github.com/weft-mesh/weft/internal/proxy/peer"
@@ -162,7 +163,7 @@ func (d *detector) acceptLoop() {
 				continue
 			}
 			d.stats.Plaintext.Add(1)
-			d.handOver(c, nil)
+			d.handOver(framing.NewConn(c), nil)
 			continue
 		}
 		d.mu.Lock()
@@ -198,7 +199,7 @@ func (d *detector) classify(c net.Conn, pol *Policy) {
 		}
 		_ = c.SetDeadline(time.Time{})
 		d.stats.Plaintext.Add(1)
-		served = d.handOver(pc, nil)
+		served = d.handOver(framing.NewConn(pc), nil)
 		return
 	}
 	if pol.TLS == nil {
@@ -221,7 +222,13 @@ func (d *detector) classify(c net.Conn, pol *Policy) {
 	if info.Resumed {
 		d.stats.TLSResumed.Add(1)
 	}
-	served = d.handOver(tc, info)
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		// HTTP/2 frames every message itself: nothing to guard, and
+		// net/http must see the *tls.Conn to serve HTTP/2 on it.
+		served = d.handOver(tc, info)
+		return
+	}
+	served = d.handOver(framing.NewConn(tc), info)
 }
 
 // handOver gives c to the HTTP server, with info for its ConnContext; nil

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/framing"
 	"github.com/weft-mesh/weft/internal/proxy/peer"
 )
 
@@ -43,7 +44,7 @@ func New(name string, ln net.Listener, h http.Handler, log *slog.Logger) *Server
 	protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge; no Upgrade: h2c dance
 	protocols.SetHTTP2(true)            // over TLS, when ALPN says h2
 	srv := &http.Server{
-		Handler:   h,
+		Handler:   refuseAmbiguousFraming(h),
 		Protocols: &protocols,
 		// Bound the time a client may take to send request headers, so
 		// idle half-open connections cannot pin goroutines forever.
@@ -77,6 +78,9 @@ func (s *Server) SetPolicy(policy func() *Policy) { s.policy = policy }
 // connContext attaches the connection's peer.Info to its context, which
 // every request on the connection inherits.
 func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	if fc, ok := c.(*framing.Conn); ok {
+		ctx = context.WithValue(ctx, framingKey{}, fc)
+	}
 	var info *peer.Info
 	if s.det != nil {
 		info = s.det.takeInfo(c)
@@ -120,7 +124,7 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // the server was shut down, the accept error otherwise.
 func (s *Server) Serve() error {
 	s.log.Info("listening", "addr", s.ln.Addr().String())
-	ln := s.ln
+	ln := net.Listener(guardedListener{s.ln})
 	if s.policy != nil {
 		s.det = newDetector(s.ln, s.policy, DefaultHandshakeTimeout, &s.stats, s.log)
 		ln = s.det
@@ -144,4 +148,62 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = s.srv.Close()
 	}
 	return err
+}
+
+// guardedListener wraps every accepted connection in a framing.Conn. The
+// inbound listener's detector does the same itself, after classifying.
+type guardedListener struct{ net.Listener }
+
+func (l guardedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return framing.NewConn(c), nil
+}
+
+type framingKey struct{}
+
+// refusedDrainTime bounds how long a refused connection is read (and
+// discarded) after the 400, as net/http waits before closing a connection
+// it answered with an error, so the client reads the response before the
+// close can reset it.
+const refusedDrainTime = 500 * time.Millisecond
+
+// refuseAmbiguousFraming answers the stand-in a framing.Conn puts in place
+// of a request with ambiguous framing: 400 with the reason, and the
+// connection closed. Any other request goes to h, without the marker
+// header (a client may send one; it means nothing then).
+func refuseAmbiguousFraming(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		marker := r.Header.Get(framing.MarkerHeader)
+		if marker == "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		r.Header.Del(framing.MarkerHeader)
+		fc, _ := r.Context().Value(framingKey{}).(*framing.Conn)
+		reason, refused := "", false
+		if fc != nil {
+			reason, refused = fc.Rejection(marker)
+		}
+		if !refused {
+			h.ServeHTTP(w, r)
+			return
+		}
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			w.Header().Set("Connection", "close")
+			http.Error(w, reason, http.StatusBadRequest)
+			return
+		}
+		defer conn.Close()
+		body := reason + "\n"
+		fmt.Fprintf(buf, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+			"Content-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+		if buf.Flush() == nil {
+			_ = fc.CloseWrite()
+			fc.Drain(refusedDrainTime)
+		}
+	})
 }

@@ -41,9 +41,9 @@
 // characters in the request target, several differing Content-Length
 // values, invalid Content-Length values, transfer codings other than
 // chunked, several Host headers and invalid Host values. A request with
-// both Content-Length and Transfer-Encoding: chunked is read as chunked
-// with its Content-Length removed (RFC 9112 section 6.3); the proxy frames
-// the body anew for the upstream, so both ends read the same message.
+// both Content-Length and Transfer-Encoding, which net/http would read as
+// chunked, never gets here: the listener's framing guard (package
+// framing) refuses it with 400.
 package normalize
 
 import (

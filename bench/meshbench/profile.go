@@ -13,7 +13,8 @@ import (
 
 // profileDuring starts CPU profiles of every weft sidecar in procs for
 // about d and saves their allocation profiles; the returned function
-// waits for the CPU profiles and saves the allocation profiles again, so
+// waits for the CPU profiles and saves the allocation profiles (and the
+// sidecar's /stats) again, so
 // that `go tool pprof -diff_base <run>-<role>.allocs-before.pprof
 // <run>-<role>.allocs.pprof` shows what the run allocated. Failures are
 // written next to the profiles: profiling never fails a run.
@@ -38,6 +39,7 @@ func profileDuring(dir, run string, procs []procRef, d time.Duration) (wait func
 		})
 		after = append(after, func() {
 			fetchProfile(client, "http://"+pr.admin+"/debug/pprof/allocs", base+".allocs.pprof")
+			fetchProfile(client, "http://"+pr.admin+"/stats", base+".stats.txt")
 		})
 	}
 	return func() {

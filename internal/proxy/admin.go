@@ -117,6 +117,9 @@ func (p *Proxy) handleStats(w http.ResponseWriter, _ *http.Request) {
 	if err := p.inbound.WriteStats(w, "listener.inbound."); err != nil {
 		return
 	}
+	if err := p.transports.WriteStats(w); err != nil {
+		return
+	}
 	st := p.xds.Status()
 	connected := 0
 	if st.Connected {

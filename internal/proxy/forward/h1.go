@@ -33,6 +33,11 @@ type h1Pool struct {
 	idleTimeout time.Duration
 	maxIdle     int // per endpoint
 
+	// Counters for /stats: connections dialled, idle connections reused,
+	// idle connections found closed (or unclean) and dropped, requests
+	// sent again after a reused connection failed.
+	dials, reuses, stale, retries atomic.Uint64
+
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn // per endpoint; the most recently used last
 	sweep  *time.Timer          // pending while connections are idle
@@ -89,10 +94,13 @@ func (p *h1Pool) get(ctx context.Context, addr string, fresh bool) (pc *h1Conn, 
 		p.idle[addr] = conns[:n-1]
 		p.mu.Unlock()
 		if time.Since(pc.idleAt) < p.idleTimeout && pc.alive() {
+			p.reuses.Add(1)
 			return pc, true, nil
 		}
+		p.stale.Add(1)
 		pc.conn.Close()
 	}
+	p.dials.Add(1)
 	c, err := p.dial(ctx, addr)
 	if err != nil {
 		return nil, false, err
@@ -249,6 +257,7 @@ func (p *h1Pool) roundTrip(ctx context.Context, out *http.Request, addr string, 
 		}
 		x.abort()
 		if errors.Is(err, errH1Retry) && attempt == 0 && ctx.Err() == nil {
+			p.retries.Add(1)
 			fresh = true
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -144,6 +145,23 @@ func (t *Transports) For(connectTimeout time.Duration) http.RoundTripper {
 	}
 	t.m[connectTimeout] = u
 	return u
+}
+
+// WriteStats writes the HTTP/1.1 client's connection counters, summed
+// over the plaintext transports, as "name value" lines.
+func (t *Transports) WriteStats(w io.Writer) error {
+	var dials, reuses, stale, retries uint64
+	t.mu.Lock()
+	for _, u := range t.m {
+		dials += u.h1.dials.Load()
+		reuses += u.h1.reuses.Load()
+		stale += u.h1.stale.Load()
+		retries += u.h1.retries.Load()
+	}
+	t.mu.Unlock()
+	_, err := fmt.Fprintf(w, "upstream.http1.connections_opened %d\nupstream.http1.connections_reused %d\n"+
+		"upstream.http1.idle_connections_dropped %d\nupstream.http1.requests_retried %d\n", dials, reuses, stale, retries)
+	return err
 }
 
 // CloseIdleConnections closes every idle upstream connection, at shutdown.

@@ -1,6 +1,7 @@
 // Package xds serves the mesh to proxies over ADS: it registers each proxy's
-// workload when its stream opens, translates the mesh model for every
-// connected proxy, pushes consistent snapshots through go-control-plane, and
+// workload when its stream opens, translates each mesh snapshot once for
+// the whole mesh and then each proxy's own part, serves the result through
+// go-control-plane's ADS server with a version per type and proxy, and
 // tracks what each proxy ACKed or NACKed.
 package xds
 
@@ -10,14 +11,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
@@ -29,7 +29,6 @@ import (
 
 	"github.com/weft-mesh/weft/internal/ca"
 	"github.com/weft-mesh/weft/internal/mesh"
-	"github.com/weft-mesh/weft/internal/translate"
 )
 
 // Registrar records a connected proxy's workload in the registry. Register
@@ -70,16 +69,18 @@ type Server struct {
 	log       *slog.Logger
 	registrar Registrar
 	auth      Authenticator
-	cache     cachev3.SnapshotCache
 	grpc      *grpc.Server
 
-	// pushMu serialises snapshot pushes so a proxy never gets an older
-	// mesh after a newer one. Never take mu while holding it... except
-	// briefly to read; never call into the cache while holding mu.
+	// pushMu serialises Update. A proxy never gets an older snapshot
+	// after a newer one all the same: each push carries the generation
+	// of its snapshot, and older ones are dropped (proxyState.gen).
 	pushMu sync.Mutex
 
-	mu      sync.Mutex
-	mesh    *mesh.Snapshot
+	mu sync.Mutex
+	// config is the newest snapshot, translated; nil before the first,
+	// or when its translation failed (proxies keep what they have).
+	config  *meshConfig
+	gen     uint64                // generation of the newest snapshot
 	streams map[int64]*proxyState // by stream ID, once the node is known
 	proxies map[string]*proxyState
 	// callers holds the verified identity of each open stream, from its
@@ -87,8 +88,8 @@ type Server struct {
 	callers map[int64]ca.Identity
 }
 
-// proxyState is one connected proxy. Fields below mu in Server are guarded
-// by Server.mu.
+// proxyState is one connected proxy. The fields below release are
+// guarded by Server.mu.
 type proxyState struct {
 	workload    *mesh.Workload
 	identity    string // the SPIFFE ID its token proved; empty without authentication
@@ -98,14 +99,25 @@ type proxyState struct {
 	// sentByNonce remembers which version each response carried, so an ACK
 	// or NACK can be tied to it.
 	sentByNonce map[string]string
-	types       map[string]*TypeStatus
-	meshVersion string
+	// gen is the generation of the snapshot xds was built from.
+	gen uint64
+	xds [numTypes]typeState
 }
 
-// TypeStatus is what one proxy has of one xDS type.
+// TypeStatus is what one proxy has of one xDS type, in mesh versions
+// (store revisions). A type's xDS version is the revision at which the
+// proxy's configuration of that type last changed, so after a change that
+// leaves the type as it was, the proxy is not sent it again: a version
+// equal to the current configuration's is reported as the newest
+// snapshot's, the configuration the proxy has being that snapshot's too.
+// A proxy is therefore in sync with revision N for a type once Acked is
+// N or later.
 type TypeStatus struct {
-	Sent        string `json:"sent"`
-	Acked       string `json:"acked"`
+	// Sent is the version of the last response sent.
+	Sent string `json:"sent"`
+	// Acked is the version of the last response accepted.
+	Acked string `json:"acked"`
+	// NackVersion and NackMessage are those of the last rejection.
 	NackVersion string `json:"nackVersion,omitempty"`
 	NackMessage string `json:"nackMessage,omitempty"`
 }
@@ -153,12 +165,11 @@ func New(ctx context.Context, opts Options) *Server {
 		log:       logger,
 		registrar: opts.Registrar,
 		auth:      opts.Authenticator,
-		cache:     cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil),
 		streams:   map[int64]*proxyState{},
 		proxies:   map[string]*proxyState{},
 		callers:   map[int64]ca.Identity{},
 	}
-	xdsServer := serverv3.NewServer(ctx, s.cache, serverv3.CallbackFuncs{
+	xdsServer := serverv3.NewServer(ctx, adsCache{s}, serverv3.CallbackFuncs{
 		StreamOpenFunc:      s.onStreamOpen,
 		StreamRequestFunc:   s.onStreamRequest,
 		StreamResponseFunc:  s.onStreamResponse,
@@ -253,56 +264,79 @@ func (s *Server) Serve(lis net.Listener) error {
 // Stop closes every stream and the listener.
 func (s *Server) Stop() { s.grpc.Stop() }
 
-// Update publishes a new mesh snapshot to every connected proxy.
+// Update publishes a new mesh snapshot to every connected proxy. It
+// translates and marshals what all proxies share once, then each proxy's
+// own part, on every core; a proxy is sent only the types whose
+// configuration changed. When the snapshot cannot be translated, proxies
+// keep the configuration they have.
 func (s *Server) Update(snap *mesh.Snapshot) {
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
+	mc, err := newMeshConfig(snap)
+	if err != nil {
+		s.log.Error("translate failed; proxies keep their previous config", "version", snap.Version, "err", err)
+	}
 	s.mu.Lock()
-	s.mesh = snap
+	s.gen++
+	if mc != nil {
+		mc.gen = s.gen
+	}
+	s.config = mc
 	proxies := make([]*proxyState, 0, len(s.proxies))
 	for _, p := range s.proxies {
 		proxies = append(proxies, p)
 	}
 	s.mu.Unlock()
-	for _, p := range proxies {
-		s.push(snap, p)
+	if mc == nil {
+		return
 	}
+	work := make(chan *proxyState)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(proxies)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				s.push(mc, p)
+			}
+		}()
+	}
+	for _, p := range proxies {
+		work <- p
+	}
+	close(work)
+	wg.Wait()
 }
 
-// push translates snap for p and hands it to the cache. Callers hold pushMu.
-func (s *Server) push(snap *mesh.Snapshot, p *proxyState) {
-	if snap == nil {
-		return
-	}
-	res, err := translate.Translate(snap, p.workload)
+// push builds p's configuration of mc and answers the proxy's parked
+// requests for the types that changed. Safe from many goroutines; a push
+// of an older snapshot than p has is dropped.
+func (s *Server) push(mc *meshConfig, p *proxyState) {
+	parts, err := mc.proxyConfig(p.workload)
 	if err != nil {
-		s.log.Error("translate failed; proxy keeps its previous config", "proxy", p.workload.ID, "version", snap.Version, "err", err)
-		return
-	}
-	cs, err := cachev3.NewSnapshot(snap.Version, map[resource.Type][]types.Resource{
-		resource.ClusterType:  res.Clusters,
-		resource.EndpointType: res.Endpoints,
-		resource.ListenerType: res.Listeners,
-		resource.RouteType:    res.Routes,
-		// Always present, even empty: a proxy subscribed to secrets then
-		// gets an answer, and one that had ROOTCA loses it when security
-		// is turned off.
-		resource.SecretType: res.Secrets,
-	})
-	if err == nil {
-		err = cs.Consistent()
-	}
-	if err != nil {
-		s.log.Error("inconsistent snapshot not pushed", "proxy", p.workload.ID, "version", snap.Version, "err", err)
-		return
-	}
-	if err := s.cache.SetSnapshot(context.Background(), p.workload.ID, cs); err != nil {
-		s.log.Error("set snapshot", "proxy", p.workload.ID, "err", err)
+		s.log.Error("translate failed; proxy keeps its previous config", "proxy", p.workload.ID, "version", mc.version, "err", err)
 		return
 	}
 	s.mu.Lock()
-	p.meshVersion = snap.Version
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if p.gen >= mc.gen {
+		return
+	}
+	p.gen = mc.gen
+	for ti := range p.xds {
+		ts := &p.xds[ti]
+		d := digestOf(parts[ti])
+		if !ts.ready || d != ts.digest {
+			ts.ready, ts.digest, ts.version = true, d, mc.version
+		}
+		// Equal content or not, hold the new snapshot's sets, so the old
+		// snapshot can be freed.
+		ts.parts, ts.meshVersion = parts[ti], mc.version
+		if w := ts.watch; w != nil && w.req.GetVersionInfo() != ts.version {
+			ts.watch = nil
+			s.respondLocked(p, ts, w)
+		}
+	}
 }
 
 func (s *Server) onStreamRequest(streamID int64, req *discoverygrpc.DiscoveryRequest) error {
@@ -318,22 +352,27 @@ func (s *Server) onStreamRequest(streamID int64, req *discoverygrpc.DiscoveryReq
 	if req.GetResponseNonce() == "" {
 		return nil
 	}
+	ti := typeIndex(req.GetTypeUrl())
+	if ti < 0 {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ts := p.status(req.GetTypeUrl())
+	ts := &p.xds[ti]
 	if detail := req.GetErrorDetail(); detail != nil {
-		ts.NackVersion = p.sentByNonce[req.GetResponseNonce()]
-		ts.NackMessage = detail.GetMessage()
-		s.log.Warn("proxy rejected config", "proxy", p.workload.ID, "type", shortType(req.GetTypeUrl()), "version", ts.NackVersion, "reason", detail.GetMessage())
+		ts.nackVersion = p.sentByNonce[req.GetResponseNonce()]
+		ts.nackMessage = detail.GetMessage()
+		s.log.Warn("proxy rejected config", "proxy", p.workload.ID, "type", shortType(req.GetTypeUrl()), "version", ts.nackVersion, "reason", detail.GetMessage())
 		// A NACK names the last good version, which differs from the
-		// snapshot's, so the cache would resend the rejected snapshot at
-		// once, forever. Park the watch on the rejected version instead:
-		// the next change to the mesh produces a new snapshot and a push.
-		if ts.NackVersion != "" {
-			req.VersionInfo = ts.NackVersion
+		// current one, so the cache would resend the rejected
+		// configuration at once, forever. Park the watch on the rejected
+		// version instead: the next change to this type gets a new
+		// version and is pushed.
+		if ts.nackVersion != "" {
+			req.VersionInfo = ts.nackVersion
 		}
 	} else {
-		ts.Acked = req.GetVersionInfo()
+		ts.acked = req.GetVersionInfo()
 	}
 	delete(p.sentByNonce, req.GetResponseNonce())
 	return nil
@@ -380,10 +419,7 @@ func (s *Server) connect(streamID int64, node *corev3.Node) (*proxyState, error)
 		connectedAt: time.Now(),
 		release:     release,
 		sentByNonce: map[string]string{},
-		types:       map[string]*TypeStatus{},
 	}
-	s.pushMu.Lock()
-	defer s.pushMu.Unlock()
 	s.mu.Lock()
 	if old := s.proxies[w.ID]; old != nil && old.streamID != streamID {
 		// The same proxy reconnected before its old stream was reaped.
@@ -392,10 +428,14 @@ func (s *Server) connect(streamID int64, node *corev3.Node) (*proxyState, error)
 	}
 	s.streams[streamID] = p
 	s.proxies[w.ID] = p
-	snap := s.mesh
+	// An Update that starts after this includes p; one that published
+	// before it is in mc. Either way p gets the newest snapshot.
+	mc := s.config
 	s.mu.Unlock()
 	s.log.Info("proxy connected", "proxy", w.ID, "service", w.Service, "namespace", w.Namespace, "service_account", w.ServiceAccount, "inbound", w.InboundAddr)
-	s.push(snap, p)
+	if mc != nil {
+		s.push(mc, p)
+	}
 	return p, nil
 }
 
@@ -406,7 +446,9 @@ func (s *Server) onStreamResponse(_ context.Context, streamID int64, req *discov
 	if p == nil {
 		return
 	}
-	p.status(resp.GetTypeUrl()).Sent = resp.GetVersionInfo()
+	if ti := typeIndex(resp.GetTypeUrl()); ti >= 0 {
+		p.xds[ti].sent = resp.GetVersionInfo()
+	}
 	p.sentByNonce[resp.GetNonce()] = resp.GetVersionInfo()
 }
 
@@ -424,22 +466,21 @@ func (s *Server) onStreamClosed(streamID int64, _ *corev3.Node) {
 	}
 	s.log.Info("proxy disconnected", "proxy", p.workload.ID)
 	p.release()
-	s.mu.Lock()
-	_, reconnected := s.proxies[p.workload.ID]
-	s.mu.Unlock()
-	if !reconnected {
-		s.cache.ClearSnapshot(p.workload.ID)
-	}
 }
 
-func (p *proxyState) status(typeURL string) *TypeStatus {
-	short := shortType(typeURL)
-	ts := p.types[short]
-	if ts == nil {
-		ts = &TypeStatus{}
-		p.types[short] = ts
+// status reports ts in mesh versions (see TypeStatus); nil when nothing
+// was sent or answered yet.
+func (ts *typeState) status() *TypeStatus {
+	if ts.sent == "" && ts.acked == "" && ts.nackMessage == "" {
+		return nil
 	}
-	return ts
+	current := func(v string) string {
+		if v != "" && v == ts.version {
+			return ts.meshVersion
+		}
+		return v
+	}
+	return &TypeStatus{Sent: current(ts.sent), Acked: current(ts.acked), NackVersion: current(ts.nackVersion), NackMessage: ts.nackMessage}
 }
 
 // Status lists the connected proxies, sorted by ID.
@@ -459,9 +500,10 @@ func (s *Server) Status() []ProxyStatus {
 			ConnectedAt:    p.connectedAt,
 			XDS:            map[string]*TypeStatus{},
 		}
-		for k, v := range p.types {
-			c := *v
-			st.XDS[k] = &c
+		for ti := range p.xds {
+			if ts := p.xds[ti].status(); ts != nil {
+				st.XDS[TypeNames[ti].Short] = ts
+			}
 		}
 		out = append(out, st)
 	}

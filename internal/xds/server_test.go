@@ -134,16 +134,33 @@ func TestServerTracksAcksAndNacks(t *testing.T) {
 		t.Errorf("LDS status = %+v, want sent 7, nothing acked, NACK of 7 with the message", lds)
 	}
 
-	// A new version is sent and ACKed.
+	// A snapshot that leaves the listeners as they were does not resend
+	// them either, and proxy-status reports the NACK against it.
 	s.Update(mesh.NewSnapshot("8", "", nil, nil, nil))
+	select {
+	case r := <-resent:
+		t.Fatalf("unchanged listeners were resent: version %q", r.GetVersionInfo())
+	case <-time.After(300 * time.Millisecond):
+	}
+	if lds := s.Status()[0].XDS["LDS"]; lds.Sent != "8" || lds.NackVersion != "8" {
+		t.Errorf("LDS status = %+v, want the NACK reported against version 8, whose listeners are version 7's", lds)
+	}
+
+	// New listeners are sent and ACKed.
+	snap := mesh.NewSnapshot("9", "", nil, nil, nil)
+	snap.Security.PathNormalization = "MERGE_SLASHES"
+	s.Update(snap)
 	resp = <-resent
 	if resp == nil {
 		t.Fatal("stream closed before version 8 arrived")
 	}
-	if err := stream.Send(&discoverygrpc.DiscoveryRequest{Node: n, TypeUrl: resource.ListenerType, VersionInfo: "8", ResponseNonce: resp.GetNonce()}); err != nil {
+	if resp.GetVersionInfo() != "9" {
+		t.Fatalf("got listeners version %q, want 9", resp.GetVersionInfo())
+	}
+	if err := stream.Send(&discoverygrpc.DiscoveryRequest{Node: n, TypeUrl: resource.ListenerType, VersionInfo: "9", ResponseNonce: resp.GetNonce()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return s.Status()[0].XDS["LDS"].Acked == "8" })
+	waitFor(t, func() bool { return s.Status()[0].XDS["LDS"].Acked == "9" })
 
 	cancel()
 	waitFor(t, func() bool { return len(s.Status()) == 0 })

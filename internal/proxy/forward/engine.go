@@ -193,7 +193,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // forward relays r to ep and the response back to w.
 func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Cluster, ep cluster.Endpoint, timeout time.Duration) {
-	if u, ok := c.Transport().(*Upstream); ok && h1Eligible(r) {
+	if u, ok := c.Transport().(*Upstream); ok && u.fast(r) {
 		h.forwardH1(w, r, u.h1, c, ep, timeout)
 		return
 	}

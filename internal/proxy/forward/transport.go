@@ -68,17 +68,23 @@ type tlsKey struct {
 }
 
 type tlsEntry struct {
-	t    *http.Transport
+	t    *Upstream
 	used uint64 // the generation of the last ForTLS that returned it
 }
 
-// ForTLS returns the mTLS transport for a cluster: TLS 1.3, ALPN h2, the
-// proxy's current certificate on each new connection, servers verified
-// against u.Roots with a SPIFFE ID in u.SubjectAltNames, sessions resumed,
-// and requests multiplexed over pooled HTTP/2 connections. Requests must
-// use the https scheme. It is called when configuration is compiled, never
-// on the request path; the same settings return the same transport.
-// u.Identity must be comparable (a pointer).
+// ForTLS returns the mTLS transport for a cluster: TLS 1.3, the proxy's
+// current certificate on each new connection, servers verified against
+// u.Roots with a SPIFFE ID in u.SubjectAltNames, sessions resumed. The
+// protocol of the request is kept from hop to hop, as Istio's sidecars do
+// by default: HTTP/2 requests (gRPC among them) are multiplexed over pooled
+// HTTP/2 connections (ALPN h2), and HTTP/1.1 requests go as HTTP/1.1 over
+// pooled TLS connections (ALPN http/1.1), through the engine's own client
+// when it can carry them. Measured on loopback (BenchmarkForwardMTLS, make
+// bench), net/http's HTTP/2 costs a mesh hop far more than TLS does: a
+// goroutine per stream on both sides and separate writes for headers and
+// body. Requests must use the https scheme. It is called when
+// configuration is compiled, never on the request path; the same settings
+// return the same transport. u.Identity must be comparable (a pointer).
 func (t *Transports) ForTLS(connectTimeout time.Duration, u UpstreamTLS) http.RoundTripper {
 	key := tlsKey{connectTimeout, u.Roots.Digest(), u.Identity, u.SNI, strings.Join(u.SubjectAltNames, "\n")}
 	t.mu.Lock()
@@ -86,11 +92,41 @@ func (t *Transports) ForTLS(connectTimeout time.Duration, u UpstreamTLS) http.Ro
 	e := t.tls[key]
 	if e == nil {
 		cfg := mtls.ClientConfig(u.Roots, u.Identity, u.SNI, u.SubjectAltNames, nil)
-		e = &tlsEntry{t: newMTLSTransport(connectTimeout, cfg, u.Identity, t.sessions)}
+		h1cfg := cfg.Clone()
+		h1cfg.NextProtos = []string{"http/1.1"}
+		dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+		e = &tlsEntry{t: &Upstream{
+			rt: newMTLSTransport(connectTimeout, cfg, u.Identity, t.sessions),
+			h1: newH1Pool(func(ctx context.Context, addr string) (net.Conn, error) {
+				return dialTLS(ctx, dialer, addr, h1cfg, connectTimeout, u.Identity, t.sessions, "http/1.1|")
+			}, idleConnTimeout, maxIdleConnsPerHost),
+			keepH2: true,
+		}}
 		t.tls[key] = e
 	}
 	e.used = t.gen
 	return e.t
+}
+
+// dialTLS connects to addr and completes the TLS handshake with cfg. The
+// connect timeout bounds the TCP connect and, separately, the handshake.
+// Sessions are cached per endpoint, own certificate and protocol.
+func dialTLS(ctx context.Context, dialer *net.Dialer, addr string, cfg *tls.Config, connectTimeout time.Duration,
+	id identity.Source, sessions tls.ClientSessionCache, proto string) (net.Conn, error) {
+	raw, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := cfg.Clone()
+	c.ClientSessionCache = endpointSessions{proto + sessionPrefix(addr, id), sessions}
+	tc := tls.Client(raw, c)
+	hctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return nil, &HandshakeError{Endpoint: addr, Err: err}
+	}
+	return tc, nil
 }
 
 // Sweep closes and forgets the mTLS transports that no ForTLS call asked
@@ -102,20 +138,29 @@ func (t *Transports) Sweep() {
 	defer t.mu.Unlock()
 	for k, e := range t.tls {
 		if e.used != t.gen {
-			e.t.CloseIdleConnections()
+			e.t.rt.CloseIdleConnections()
+			e.t.h1.closeIdle(true)
 			delete(t.tls, k)
 		}
 	}
 	t.gen++
 }
 
-// Upstream is the round tripper of plaintext clusters. Requests the
-// engine's own HTTP/1.1 client can carry (h1Eligible) go through its pool;
-// RoundTrip, and so everything else, through net/http's Transport. The
-// two pools are separate: a connection serves one client or the other.
+// Upstream is the round tripper of a cluster. Requests the engine's own
+// HTTP/1.1 client can carry (h1Eligible) go through its pool; RoundTrip,
+// and so everything else, through net/http's Transport. The two pools are
+// separate: a connection serves one client or the other.
 type Upstream struct {
 	rt *http.Transport
 	h1 *h1Pool
+	// keepH2 sends HTTP/2 requests with rt (HTTP/2) even when the fast
+	// path could carry them: mTLS clusters keep the request's protocol.
+	keepH2 bool
+}
+
+// fast reports whether r goes through the engine's own client.
+func (u *Upstream) fast(r *http.Request) bool {
+	return h1Eligible(r) && (r.ProtoMajor == 1 || !u.keepH2)
 }
 
 // RoundTrip sends r with net/http's Transport.
@@ -148,15 +193,22 @@ func (t *Transports) For(connectTimeout time.Duration) http.RoundTripper {
 }
 
 // WriteStats writes the HTTP/1.1 client's connection counters, summed
-// over the plaintext transports, as "name value" lines.
+// over the transports in use, as "name value" lines.
 func (t *Transports) WriteStats(w io.Writer) error {
 	var dials, reuses, stale, retries uint64
 	t.mu.Lock()
+	pools := make([]*h1Pool, 0, len(t.m)+len(t.tls))
 	for _, u := range t.m {
-		dials += u.h1.dials.Load()
-		reuses += u.h1.reuses.Load()
-		stale += u.h1.stale.Load()
-		retries += u.h1.retries.Load()
+		pools = append(pools, u.h1)
+	}
+	for _, e := range t.tls {
+		pools = append(pools, e.t.h1)
+	}
+	for _, p := range pools {
+		dials += p.dials.Load()
+		reuses += p.reuses.Load()
+		stale += p.stale.Load()
+		retries += p.retries.Load()
 	}
 	t.mu.Unlock()
 	_, err := fmt.Fprintf(w, "upstream.http1.connections_opened %d\nupstream.http1.connections_reused %d\n"+
@@ -229,21 +281,8 @@ func newMTLSTransport(connectTimeout time.Duration, cfg *tls.Config, id identity
 	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy: nil,
-		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			raw, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			c := cfg.Clone()
-			c.ClientSessionCache = endpointSessions{sessionPrefix(addr, id), sessions}
-			tc := tls.Client(raw, c)
-			hctx, cancel := context.WithTimeout(ctx, connectTimeout)
-			defer cancel()
-			if err := tc.HandshakeContext(hctx); err != nil {
-				raw.Close()
-				return nil, &HandshakeError{Endpoint: addr, Err: err}
-			}
-			return tc, nil
+		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialTLS(ctx, dialer, addr, cfg, connectTimeout, id, sessions, "")
 		},
 		Protocols: &protocols,
 		HTTP2: &http.HTTP2Config{

@@ -617,7 +617,9 @@ spec:
 		case err != nil:
 			p.Transport = "unknown (" + err.Error() + ")"
 		case tls:
-			p.Transport = "mTLS (TLS 1.3, HTTP/2): the client sidecar's cluster has `" + evidence[strings.LastIndexByte(evidence, '.')+1:] + "`"
+			// The load is HTTP/1.1, which weft keeps as HTTP/1.1 over mTLS
+			// (HTTP/2 requests go as HTTP/2).
+			p.Transport = "mTLS (TLS 1.3; HTTP/1.1, as the client sent it): the client sidecar's cluster has `" + evidence[strings.LastIndexByte(evidence, '.')+1:] + "`"
 		case pp.wantTLS:
 			p.Transport = "**plaintext**: mTLS not implemented yet (no TLS on the client sidecar's cluster)"
 		default:

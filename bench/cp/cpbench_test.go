@@ -86,27 +86,29 @@ func TestParseResponseReadsWhatAnACKNeedsAndCountsResources(t *testing.T) {
 	}
 }
 
-func TestProxyRecordsWhenEveryTypeHasAVersion(t *testing.T) {
+func TestProxyReachesAChangeWhenEveryTypeItTouchedIsACKed(t *testing.T) {
 	p := newSimProxy(workload{ID: "p"}, "")
 	t0 := time.Unix(100, 0)
-	for i := range numTypes - 1 {
+	for i := range numTypes {
 		p.acked1(i, 10, response{}, t0)
 	}
-	if p.minAcked.Load() != -1 {
-		t.Fatalf("minAcked = %d before every type was ACKed, want -1", p.minAcked.Load())
+	if p.typesAcked.Load() != numTypes || p.maxAcked.Load() != 10 {
+		t.Fatalf("typesAcked %d, maxAcked %d; want 5 and 10", p.typesAcked.Load(), p.maxAcked.Load())
 	}
-	p.acked1(numTypes-1, 10, response{}, t0.Add(time.Second))
-	for i := range numTypes {
-		p.acked1(i, 12, response{}, t0.Add(time.Duration(2+i)*time.Second))
+	// Revision 12 changes CDS and EDS, then 13 EDS only.
+	p.acked1(0, 12, response{}, t0.Add(2*time.Second))
+	p.acked1(1, 12, response{}, t0.Add(3*time.Second))
+	p.acked1(1, 13, response{}, t0.Add(5*time.Second))
+	r, ok := p.reachedAt(11)
+	if !ok || r.At != t0.Add(3*time.Second) || r.Version != 12 || strings.Join(r.Types, ",") != "CDS,EDS" {
+		t.Errorf("reachedAt(11) = %+v, %v; want CDS and EDS at version 12, the last at +3s", r, ok)
 	}
-	if e, ok := p.firstAtLeast(10); !ok || e.At != t0.Add(time.Second) || e.Version != 10 {
-		t.Errorf("firstAtLeast(10) = %+v, %v; want version 10 at +1s", e, ok)
+	r, ok = p.reachedAt(13)
+	if !ok || r.At != t0.Add(5*time.Second) || r.Version != 13 || strings.Join(r.Types, ",") != "EDS" {
+		t.Errorf("reachedAt(13) = %+v, %v; want EDS at version 13 at +5s", r, ok)
 	}
-	if e, ok := p.firstAtLeast(11); !ok || e.At != t0.Add(6*time.Second) || e.Version != 12 {
-		t.Errorf("firstAtLeast(11) = %+v, %v; want version 12 at +6s (the last type's ACK)", e, ok)
-	}
-	if _, ok := p.firstAtLeast(13); ok {
-		t.Error("firstAtLeast(13) found a version never ACKed")
+	if _, ok := p.reachedAt(14); ok {
+		t.Error("reachedAt(14) found a version never ACKed")
 	}
 }
 

@@ -163,33 +163,40 @@ func dial(addr string, pool *x509.CertPool) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// ackEvent says that from At on, a proxy had ACKed Version or later for
-// all five types.
+// ackEvent says that at At, a proxy ACKed Version of one type.
 type ackEvent struct {
 	At      time.Time
 	Version int64
 }
 
 // simProxy is one simulated proxy: an ADS stream that subscribes like
-// weft-proxy and ACKs every response at once. It records when it had
-// ACKed each version for every type.
+// weft-proxy and ACKs every response at once. It records when it ACKed
+// each version of each type.
+//
+// Each type has its own version: the store revision at which the proxy's
+// configuration of that type last changed (docs/xds.md, "Versions"). A
+// change at revision R reaches a proxy as a version R or later of each
+// type it touches, and the other types are not sent again, so the proxy
+// has the change once it has ACKed a version R or later of every type
+// that got one; which types those are is known once the mesh has settled.
 type simProxy struct {
 	w     workload
 	token string
 
 	first     chan struct{} // closed at the first response
 	firstOnce sync.Once
-	// minAcked is the lowest version ACKed over the five types; -1 until
-	// all five have been ACKed once.
-	minAcked atomic.Int64
+	// maxAcked is the highest version ACKed of any type; -1 before the
+	// first ACK.
+	maxAcked atomic.Int64
+	// typesAcked counts the types ACKed at least once.
+	typesAcked atomic.Int32
 
 	// lastAck is when the proxy last ACKed anything, in Unix nanoseconds.
 	lastAck atomic.Int64
 
 	mu     sync.Mutex
-	acked  [numTypes]int64
 	last   [numTypes]response
-	events []ackEvent
+	events [numTypes][]ackEvent
 }
 
 // maxEvents bounds what one proxy remembers; a run pushes far fewer versions.
@@ -197,10 +204,7 @@ const maxEvents = 100_000
 
 func newSimProxy(w workload, token string) *simProxy {
 	p := &simProxy{w: w, token: token, first: make(chan struct{})}
-	p.minAcked.Store(-1)
-	for i := range p.acked {
-		p.acked[i] = -1
-	}
+	p.maxAcked.Store(-1)
 	return p
 }
 
@@ -268,32 +272,50 @@ func (p *simProxy) streamErr(doing string, err error) error {
 func (p *simProxy) acked1(ti int, v int64, r response, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.acked[ti] = v
+	if len(p.events[ti]) == 0 {
+		p.typesAcked.Add(1)
+	}
 	p.last[ti] = r
 	p.lastAck.Store(at.UnixNano())
-	m := p.acked[0]
-	for _, a := range p.acked[1:] {
-		m = min(m, a)
+	if len(p.events[ti]) < maxEvents {
+		p.events[ti] = append(p.events[ti], ackEvent{At: at, Version: v})
 	}
-	if m > p.minAcked.Load() {
-		if len(p.events) < maxEvents {
-			p.events = append(p.events, ackEvent{At: at, Version: m})
-		}
-		p.minAcked.Store(m)
+	if v > p.maxAcked.Load() {
+		p.maxAcked.Store(v)
 	}
 }
 
-// firstAtLeast returns when the proxy had first ACKed version v or later
-// for every type.
-func (p *simProxy) firstAtLeast(v int64) (ackEvent, bool) {
+// reached says when a proxy had a change: At, when it had ACKed a version
+// at least the change's of every type that got one; Types, those types;
+// Version, the lowest of those versions.
+type reached struct {
+	At      time.Time
+	Types   []string
+	Version int64
+}
+
+// reachedAt returns when the proxy had first ACKed version v or later of
+// every type that has one, and false if no type has one. Call it once
+// the mesh has settled, when no more versions are on their way.
+func (p *simProxy) reachedAt(v int64) (reached, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, e := range p.events {
-		if e.Version >= v {
-			return e, true
+	var r reached
+	for ti, evs := range p.events {
+		for _, e := range evs {
+			if e.Version >= v {
+				if e.At.After(r.At) {
+					r.At = e.At
+				}
+				if len(r.Types) == 0 || e.Version < r.Version {
+					r.Version = e.Version
+				}
+				r.Types = append(r.Types, TypeNames[ti])
+				break
+			}
 		}
 	}
-	return ackEvent{}, false
+	return r, len(r.Types) > 0
 }
 
 // lastResponses returns the last response of each type.

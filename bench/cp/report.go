@@ -93,16 +93,21 @@ type Phase struct {
 	CPUSeconds float64 `json:"cpCpuSeconds"`
 }
 
-// InitialPush is the first push of the whole mesh to every proxy.
+// InitialPush is a full push: one apply (fullPushYAML) that changes every
+// type of every proxy's configuration but the ROOTCA secret, so that
+// every proxy is sent its whole configuration again.
 type InitialPush struct {
-	// Revision is the marker's: a version at least this new has it all.
+	// Revision is the apply's.
 	Revision int64 `json:"revision"`
-	// Latency is each proxy's delay from the last registration to its ACK
-	// of every type.
-	Latency            Latency `json:"latency"`
-	FromAllRegisteredS float64 `json:"fromAllRegisteredS"`
-	FromFirstDialS     float64 `json:"fromFirstDialS"`
-	CPUSeconds         float64 `json:"cpCpuSeconds"`
+	// Types are the types that got a new version.
+	Types []string `json:"types"`
+	// Latency is each proxy's delay from the apply to its ACK of every
+	// type that got a new version.
+	Latency Latency `json:"latency"`
+	// FromFirstDialS is the cold start: from the first proxy's dial until
+	// the last push the connections caused was ACKed.
+	FromFirstDialS float64 `json:"fromFirstDialS"`
+	CPUSeconds     float64 `json:"cpCpuSeconds"`
 }
 
 // TypeSize is one response of one type to one proxy.
@@ -119,8 +124,10 @@ type Change struct {
 	// Version is the first version with the change; Versions how many
 	// distinct versions the proxies first ACKed with it (1 unless pushes
 	// overlapped).
-	Version    int64   `json:"version"`
-	Versions   int     `json:"versions"`
+	Version  int64 `json:"version"`
+	Versions int   `json:"versions"`
+	// Types are the xDS types that got a new version (on any proxy).
+	Types      []string `json:"types"`
 	Latency    Latency `json:"latency"`
 	CPUSeconds float64 `json:"cpCpuSeconds"`
 	WallS      float64 `json:"wallS"`
@@ -304,9 +311,9 @@ func Markdown(r *Result) string {
 	if r.Incomplete != "" {
 		w("- **Incomplete**: %s\n", oneLine(r.Incomplete))
 		p := r.Progress
-		push := "the initial full push had not started"
+		push := "the full push had not started"
 		if p.InitialPushStarted {
-			push = fmt.Sprintf("%s of them had ACKed the whole mesh", thousands(p.ProxiesAckedAll))
+			push = fmt.Sprintf("%s of them had ACKed the full push", thousands(p.ProxiesAckedAll))
 		}
 		w("- How far it got: %s of %s endpoint-only workloads registered, %s of %s proxies registered, %s; control plane RSS %.0f MiB at the stop (peak %.0f MiB), %s of CPU in all.\n",
 			thousands(p.EndpointOnlyRegistered), thousands(r.EndpointOnly), thousands(p.ProxiesRegistered), thousands(r.Size.Proxies),
@@ -328,10 +335,12 @@ func Markdown(r *Result) string {
 		w("| %s | %s, control plane CPU %s |\n", label, seconds(r.Connect.Seconds), seconds(r.Connect.CPUSeconds))
 	}
 	ip := r.InitialPush
+	if ip.FromFirstDialS > 0 {
+		w("| cold start: first dial → every proxy ACKed the last push its connection caused | %s |\n", seconds(ip.FromFirstDialS))
+	}
 	if ip.Latency.Count > 0 {
-		w("| initial full push: last registration → every proxy ACKed the whole mesh (all five types), p50 / max | %s / %s, control plane CPU %s |\n",
-			seconds(ip.Latency.P50MS/1000), seconds(ip.Latency.MaxMS/1000), seconds(ip.CPUSeconds))
-		w("| cold start: first dial → every proxy ACKed the whole mesh | %s |\n", seconds(ip.FromFirstDialS))
+		w("| full push: one apply changing every proxy's %s (a mesh-wide PeerAuthentication, a DestinationRule subset and a VirtualService) → each proxy ACKed them all, p50 / max | %s / %s, control plane CPU %s |\n",
+			strings.Join(ip.Types, ", "), seconds(ip.Latency.P50MS/1000), seconds(ip.Latency.MaxMS/1000), seconds(ip.CPUSeconds))
 	}
 	if len(r.PushSize) > 0 {
 		var parts []string
@@ -353,14 +362,16 @@ func Markdown(r *Result) string {
 			continue
 		}
 		n, cpu := 0, 0.0
+		var types []string
 		for _, ch := range r.Changes {
 			if ch.Kind == c.kind {
 				n++
 				cpu += ch.CPUSeconds
+				types = ch.Types
 			}
 		}
-		w("| %s, p50 / p90 / p99 / max over %d changes × %s proxies | %s / %s / %s / %s, control plane CPU %s per change |\n",
-			c.label, n, thousands(r.Size.Proxies), ms(c.lat.P50MS), ms(c.lat.P90MS), ms(c.lat.P99MS), ms(c.lat.MaxMS), seconds(cpu/float64(n)))
+		w("| %s (%s), p50 / p90 / p99 / max over %d changes × %s proxies | %s / %s / %s / %s, control plane CPU %s per change |\n",
+			c.label, strings.Join(types, ", "), n, thousands(r.Size.Proxies), ms(c.lat.P50MS), ms(c.lat.P90MS), ms(c.lat.P99MS), ms(c.lat.MaxMS), seconds(cpu/float64(n)))
 	}
 	if r.Incomplete == "" {
 		w("| control plane RSS: idle / endpoints registered, no proxy / steady with every proxy / peak (VmHWM) | %.0f / %.0f / %.0f / %.0f MiB |\n",

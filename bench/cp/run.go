@@ -216,37 +216,35 @@ func (b *bench) run(ctx context.Context) error {
 		b.res.Memory.BeforeProxiesRSSMiB = mib(s.RSSKiB)
 	}
 	b.logf("connecting %d proxies", len(live))
+	firstDial := time.Now()
 	if err := b.connectLive(ctx, live, pool); err != nil {
 		return err
 	}
-	allRegistered := time.Now()
 	b.logf("all %d proxies registered in %.1fs (control plane CPU %.1fs)", len(live), b.res.Connect.Seconds, b.res.Connect.CPUSeconds)
+	// Cold start: until the last push the registrations caused is ACKed.
+	if _, err := b.settle(ctx, 0); err != nil {
+		return err
+	}
+	b.res.InitialPush.FromFirstDialS = b.lastAck().Sub(firstDial).Seconds()
 
-	// Initial full push: every proxy has ACKed, for every type, a version
-	// at least as new as a marker written after the last registration.
-	cpu0 := b.snapshotCPU()
-	rev, err := b.apply(ctx, markerYAML)
+	// Full push: one apply that changes CDS, EDS, LDS and RDS of every
+	// proxy, measured until each proxy ACKed all of them.
+	ch, lat, err := b.measureChange(ctx, "full push", live[len(live)-1], func() (int64, error) {
+		rev, err := b.apply(ctx, fullPushYAML(live[len(live)-1]))
+		b.marker.Store(rev)
+		return rev, err
+	})
+	b.stopPerf("while the proxies connected and during the full push")
+	ip := summarize(lat)
+	b.res.InitialPush = InitialPush{Revision: ch.Version, Types: ch.Types, Latency: ip, FromFirstDialS: b.res.InitialPush.FromFirstDialS, CPUSeconds: ch.CPUSeconds}
 	if err != nil {
 		return err
 	}
-	b.marker.Store(rev)
-	err = b.waitAll(ctx, rev, "the initial full push")
-	ipLat, _ := b.latencies(rev, allRegistered)
-	ip := summarize(ipLat)
-	b.stopPerf("while the proxies connected and during the initial full push")
-	b.res.InitialPush = InitialPush{Revision: rev, Latency: ip, FromAllRegisteredS: ip.MaxMS / 1000,
-		FromFirstDialS: b.res.Connect.Seconds + ip.MaxMS/1000, CPUSeconds: b.snapshotCPU().cp - cpu0.cp}
-	if err != nil {
-		return err
-	}
-	b.logf("initial full push: all %d proxies ACKed revision %d %.2fs after the last registration (p50 %.2fs; control plane CPU %.1fs)",
-		len(b.proxies), rev, ip.MaxMS/1000, ip.P50MS/1000, b.res.InitialPush.CPUSeconds)
+	b.logf("full push (%s): all %d proxies ACKed revision %d in %.2fs (p50 %.2fs; control plane CPU %.1fs)",
+		strings.Join(ch.Types, ", "), len(b.proxies), ch.Version, ip.MaxMS/1000, ip.P50MS/1000, ch.CPUSeconds)
 
 	// Steady state.
-	v, err := b.settle(ctx, rev)
-	if err != nil {
-		return err
-	}
+	v := ch.Version
 	if err := b.measureSteady(ctx); err != nil {
 		return err
 	}
@@ -308,7 +306,7 @@ func (b *bench) finish(measured0 cpuMark) {
 	if rev := b.marker.Load(); rev > 0 {
 		p.InitialPushStarted = true
 		for _, sp := range b.proxies {
-			if sp.minAcked.Load() >= rev {
+			if sp.maxAcked.Load() >= rev {
 				p.ProxiesAckedAll++
 			}
 		}
@@ -591,15 +589,15 @@ func (b *bench) failed() error {
 	return nil
 }
 
-// waitAll waits until every measured proxy has ACKed version v or later
-// for all five types.
-func (b *bench) waitAll(ctx context.Context, v int64, what string) error {
+// waitAny waits until every measured proxy has ACKed version v or later
+// of some type.
+func (b *bench) waitAny(ctx context.Context, v int64, what string) error {
 	err := waitUntil(ctx, b.cp, time.Until(deadlineOf(ctx)), 10*time.Millisecond, what, func() (bool, error) {
 		if err := b.failed(); err != nil {
 			return false, err
 		}
 		for _, p := range b.proxies {
-			if p.minAcked.Load() < v {
+			if p.maxAcked.Load() < v {
 				return false, nil
 			}
 		}
@@ -608,7 +606,7 @@ func (b *bench) waitAll(ctx context.Context, v int64, what string) error {
 	if err != nil {
 		waiting := 0
 		for _, p := range b.proxies {
-			if p.minAcked.Load() < v {
+			if p.maxAcked.Load() < v {
 				waiting++
 			}
 		}
@@ -617,41 +615,82 @@ func (b *bench) waitAll(ctx context.Context, v int64, what string) error {
 	return nil
 }
 
-// latencies returns, for every proxy that has ACKed version v or later for
-// every type, how long after since it did, and the versions they ACKed.
-func (b *bench) latencies(v int64, since time.Time) ([]time.Duration, map[int64]int) {
+// latencies returns, for every proxy that reached version v (see
+// simProxy.reachedAt), how long after since it did, the versions it
+// first ACKed, and the types that got a new version on any proxy.
+func (b *bench) latencies(v int64, since time.Time) ([]time.Duration, map[int64]int, []string) {
 	var out []time.Duration
 	versions := map[int64]int{}
+	seen := map[string]bool{}
 	for _, p := range b.proxies {
-		if e, ok := p.firstAtLeast(v); ok {
-			out = append(out, e.At.Sub(since))
-			versions[e.Version]++
+		if r, ok := p.reachedAt(v); ok {
+			out = append(out, r.At.Sub(since))
+			versions[r.Version]++
+			for _, t := range r.Types {
+				seen[t] = true
+			}
 		}
 	}
-	return out, versions
+	var types []string
+	for _, t := range TypeNames {
+		if seen[t] {
+			types = append(types, t)
+		}
+	}
+	return out, versions, types
 }
 
-// settle waits until every proxy has ACKed the same version, at least
-// min, and nothing new was ACKed for two seconds; it returns the version.
+// lastAck is when any proxy last ACKed anything.
+func (b *bench) lastAck() time.Time {
+	var last time.Time
+	for _, p := range b.proxies {
+		if t := p.lastAckTime(); t.After(last) {
+			last = t
+		}
+	}
+	return last
+}
+
+// settle waits until every proxy has ACKed all five types, a version at
+// least min of some type, and nothing for two seconds; it returns the
+// highest version ACKed.
 func (b *bench) settle(ctx context.Context, min int64) (int64, error) {
 	var v int64
 	err := waitUntil(ctx, b.cp, time.Until(deadlineOf(ctx)), 50*time.Millisecond, "the mesh to settle", func() (bool, error) {
 		if err := b.failed(); err != nil {
 			return false, err
 		}
-		v = b.proxies[0].minAcked.Load()
-		var last time.Time
+		v = -1
 		for _, p := range b.proxies {
-			if p.minAcked.Load() != v {
+			m := p.maxAcked.Load()
+			if m < min || p.typesAcked.Load() < numTypes {
 				return false, nil
 			}
-			if t := p.lastAckTime(); t.After(last) {
-				last = t
-			}
+			v = max(v, m)
 		}
-		return v >= min && time.Since(last) >= 2*time.Second, nil
+		return time.Since(b.lastAck()) >= 2*time.Second, nil
 	})
 	return v, err
+}
+
+// measureChange makes one change with do, which returns its revision,
+// waits until every proxy has ACKed it and the mesh has settled, and
+// measures each proxy's delay from just before do.
+func (b *bench) measureChange(ctx context.Context, kind string, w workload, do func() (int64, error)) (Change, []time.Duration, error) {
+	ch := Change{Kind: kind, Service: w.Namespace + "/" + w.Service}
+	m0 := b.snapshotCPU()
+	rev, err := do()
+	if err != nil {
+		return ch, nil, err
+	}
+	if err = b.waitAny(ctx, rev, "every proxy to ACK the "+kind); err == nil {
+		_, err = b.settle(ctx, rev)
+	}
+	m1 := b.snapshotCPU()
+	lat, versions, types := b.latencies(rev, m0.at)
+	ch.Latency, ch.CPUSeconds, ch.WallS = summarize(lat), m1.cp-m0.cp, b.lastAck().Sub(m0.at).Seconds()
+	ch.Version, ch.Versions, ch.Types = lowest(versions), len(versions), types
+	return ch, lat, err
 }
 
 // measureSteady records the control plane's CPU use and RSS with every
@@ -681,35 +720,31 @@ func (b *bench) measureSteady(ctx context.Context) error {
 
 // endpointChange starts one more workload of an existing service, a new
 // endpoint for every proxy, and measures until every measured proxy has
-// ACKed a version newer than base. Nothing else writes the store meanwhile,
-// so the first newer version is the one with the endpoint. The new
-// workload's stream is closed afterwards (its registration stays), so the
-// number of proxies pushed to stays the same.
+// ACKed it. Nothing else writes the store meanwhile, so the first version
+// newer than base is the one with the endpoint. The new workload's stream
+// is closed afterwards (its registration stays), so the number of proxies
+// pushed to stays the same.
 func (b *bench) endpointChange(ctx context.Context, w workload, base int64, pool *x509.CertPool) (Change, []time.Duration, error) {
-	ch := Change{Kind: "endpoint", Service: w.Namespace + "/" + w.Service}
 	conn, err := dial(b.xdsAddr, pool)
 	if err != nil {
-		return ch, nil, err
+		return Change{Kind: "endpoint"}, nil, err
 	}
 	defer conn.Close()
 	if err := connectNow(ctx, conn); err != nil {
-		return ch, nil, err
+		return Change{Kind: "endpoint"}, nil, err
 	}
 	p := newSimProxy(w, b.tokenFor(w))
 	pctx, cancel := context.WithCancel(b.proxyCtx)
 	defer cancel()
-	m0 := b.snapshotCPU()
 	done := make(chan error, 1)
-	go func() { done <- p.run(pctx, conn, false) }()
-	err = b.waitAll(ctx, base+1, "every proxy to ACK the new endpoint")
-	m1 := b.snapshotCPU()
+	ch, lat, err := b.measureChange(ctx, "endpoint", w, func() (int64, error) {
+		go func() { done <- p.run(pctx, conn, false) }()
+		return base + 1, nil
+	})
 	cancel()
 	if perr := <-done; err == nil && perr != nil {
 		err = perr
 	}
-	lat, versions := b.latencies(base+1, m0.at)
-	ch.Latency, ch.CPUSeconds, ch.WallS = summarize(lat), m1.cp-m0.cp, m1.at.Sub(m0.at).Seconds()
-	ch.Version, ch.Versions = lowest(versions), len(versions)
 	return ch, lat, err
 }
 
@@ -717,18 +752,9 @@ func (b *bench) endpointChange(ctx context.Context, w workload, base int64, pool
 // new cluster and endpoint set for every proxy) and measures until every
 // proxy has ACKed the revision the API answered.
 func (b *bench) configChange(ctx context.Context, i int, w workload) (Change, []time.Duration, error) {
-	ch := Change{Kind: "config", Service: w.Namespace + "/" + w.Service}
-	m0 := b.snapshotCPU()
-	rev, err := b.apply(ctx, destinationRuleYAML(w, i))
-	if err != nil {
-		return ch, nil, err
-	}
-	err = b.waitAll(ctx, rev, "every proxy to ACK the DestinationRule")
-	m1 := b.snapshotCPU()
-	lat, versions := b.latencies(rev, m0.at)
-	ch.Latency, ch.CPUSeconds, ch.WallS = summarize(lat), m1.cp-m0.cp, m1.at.Sub(m0.at).Seconds()
-	ch.Version, ch.Versions = lowest(versions), len(versions)
-	return ch, lat, err
+	return b.measureChange(ctx, "config", w, func() (int64, error) {
+		return b.apply(ctx, destinationRuleYAML(w, i))
+	})
 }
 
 func lowest(m map[int64]int) int64 {

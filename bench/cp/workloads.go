@@ -44,18 +44,50 @@ func newWorkload(sz Size, j, s int) workload {
 	}
 }
 
-// markerYAML changes nothing any proxy enforces (a PeerAuthentication in a
-// namespace without workloads), but its store revision is later than every
-// registration before it: a proxy that ACKed it has the whole mesh.
-const markerYAML = `apiVersion: security.istio.io/v1
+// fullPushYAML is one apply that changes four of the five types of every
+// proxy's configuration, so that every proxy is sent its whole
+// configuration but the ROOTCA secret again: a mesh-wide
+// PeerAuthentication (STRICT: the inbound listener loses its plaintext
+// chain; LDS), and for w's service a DestinationRule subset (a new
+// cluster and endpoint set; CDS, EDS) and a VirtualService routing to it
+// (RDS).
+func fullPushYAML(w workload) string {
+	return fmt.Sprintf(`apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata:
-  name: cpbench-marker
-  namespace: cpbench-marker
+  name: cpbench-full-push
+  namespace: istio-system
 spec:
   mtls:
-    mode: PERMISSIVE
-`
+    mode: STRICT
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: cpbench-full-push
+  namespace: %[1]s
+spec:
+  host: %[2]s.%[1]s.svc.cluster.local
+  subsets:
+  - name: full-push
+    labels:
+      version: v1
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: cpbench-full-push
+  namespace: %[1]s
+spec:
+  hosts:
+  - %[2]s.%[1]s.svc.cluster.local
+  http:
+  - route:
+    - destination:
+        host: %[2]s.%[1]s.svc.cluster.local
+        subset: full-push
+`, w.Namespace, w.Service)
+}
 
 // destinationRuleYAML is config change i: a DestinationRule giving w's
 // service a subset, which adds one cluster and one endpoint set to every

@@ -66,6 +66,7 @@ type h1Conn struct {
 	addr   string
 	tls    bool
 	idleAt time.Time
+	peek   *peeker // made on the first liveness check
 }
 
 // eligible reports whether the fast path can carry r: a body of known

@@ -30,6 +30,11 @@ type Workload struct {
 	Labels         map[string]string `json:"labels,omitempty"`
 	// ServicePort is the port clients use for the service (the "80" in reviews:80).
 	ServicePort uint32 `json:"servicePort"`
+	// Protocol is what the workload's app speaks on its port: ProtocolHTTP
+	// (also when empty) or ProtocolTCP. It decides whether the inbound
+	// listener serves HTTP requests or proxies TCP connections, and so
+	// whether AuthorizationPolicy answers 403 or closes the connection.
+	Protocol string `json:"protocol,omitempty"`
 	// InboundAddr is the proxy's inbound listener, host:port; it is the
 	// endpoint other proxies send the service's traffic to.
 	InboundAddr  string `json:"inboundAddr"`
@@ -37,6 +42,15 @@ type Workload struct {
 	AppAddr      string `json:"appAddr"`
 	AdminAddr    string `json:"adminAddr,omitempty"`
 }
+
+// The protocols a workload's port can speak.
+const (
+	ProtocolHTTP = "http"
+	ProtocolTCP  = "tcp"
+)
+
+// IsTCP reports whether the workload's port carries opaque TCP.
+func (w *Workload) IsTCP() bool { return w.Protocol == ProtocolTCP }
 
 // Service is a mesh service: the set of workloads with the same name and
 // namespace.

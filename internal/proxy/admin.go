@@ -120,6 +120,8 @@ func (p *Proxy) handleStats(w http.ResponseWriter, _ *http.Request) {
 	if err := p.transports.WriteStats(w); err != nil {
 		return
 	}
+	fmt.Fprintf(w, "tcp.inbound.connections_proxied %d\ntcp.inbound.connections_denied %d\ntcp.inbound.connect_failures %d\n",
+		p.tcpStats.Proxied.Load(), p.tcpStats.Denied.Load(), p.tcpStats.ConnectFails.Load())
 	st := p.xds.Status()
 	connected := 0
 	if st.Connected {

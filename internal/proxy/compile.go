@@ -13,6 +13,7 @@ import (
 	"github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/proxy/listener"
 	"github.com/weft-mesh/weft/internal/proxy/mtls"
+	"github.com/weft-mesh/weft/internal/proxy/tcpproxy"
 	"github.com/weft-mesh/weft/internal/proxy/xdsclient"
 )
 
@@ -146,9 +147,22 @@ func (p *Proxy) compile(res xdsclient.Resources) (*forward.Config, *listener.Pol
 		if l.TLS != nil && roots != nil { // without roots (see apply), TLS connections are closed
 			inbound.TLS = p.sec.serverConfig(roots, id, l.TLS.ALPN)
 		}
+		if l.TCP != nil {
+			in := &tcpproxy.Inbound{
+				RBAC: l.TCP.RBAC, Cluster: cfg.Clusters[l.TCP.Cluster], ClusterName: l.TCP.Cluster,
+				Log: p.log.With("component", "tcpproxy"), Stats: &p.tcpStats,
+			}
+			inbound.TCP = in.Serve
+			if in.Cluster == nil {
+				warnings = append(warnings, fmt.Sprintf("listener inbound: tcp_proxy cluster %s not received", l.TCP.Cluster))
+			}
+		}
 	}
 
 	for name, l := range res.Listeners {
+		if l.TCP != nil {
+			continue // connections go to inbound.TCP, never to the HTTP engine
+		}
 		fl := &forward.Listener{
 			Name: name, RouteConfigName: l.RouteConfigName, Routes: l.InlineRoutes,
 			SetClientCert:       l.ForwardClientCert == "SANITIZE_SET",

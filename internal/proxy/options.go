@@ -58,6 +58,10 @@ type Options struct {
 	Labels map[string]string
 	// ServicePort is the port the service is known by in the mesh; default 80.
 	ServicePort int
+	// Protocol is what the app speaks on AppAddr: "http" (the default) or
+	// "tcp", whose connections the inbound listener proxies as they are,
+	// under the workload's PeerAuthentication and AuthorizationPolicy.
+	Protocol string
 	// AppAddr is where the local application listens, host:port. Inbound
 	// traffic is delivered there. Required.
 	AppAddr string
@@ -121,6 +125,9 @@ func (o *Options) validate() error {
 	}
 	if o.ServicePort < 1 || o.ServicePort > 65535 {
 		errs = append(errs, fmt.Errorf("service port %d is not a port", o.ServicePort))
+	}
+	if o.Protocol != "" && o.Protocol != "http" && o.Protocol != "tcp" {
+		errs = append(errs, fmt.Errorf("protocol %q: want http or tcp", o.Protocol))
 	}
 	if err := checkLoopback(o.AdminAddr); err != nil {
 		errs = append(errs, fmt.Errorf("admin address: %w", err))

@@ -25,6 +25,7 @@ import (
 	"github.com/weft-mesh/weft/internal/proxy/forward"
 	"github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/proxy/listener"
+	"github.com/weft-mesh/weft/internal/proxy/tcpproxy"
 	"github.com/weft-mesh/weft/internal/proxy/xdsclient"
 )
 
@@ -57,6 +58,8 @@ type Proxy struct {
 	// what the inbound listener reads per connection.
 	sec           security
 	inboundPolicy atomic.Pointer[listener.Policy]
+	// tcpStats counts a TCP workload's inbound connections.
+	tcpStats tcpproxy.Stats
 }
 
 // Addrs are the addresses a proxy is bound to.
@@ -136,6 +139,7 @@ func New(opts Options) (*Proxy, error) {
 			ServiceAccount: opts.ServiceAccount,
 			Labels:         opts.Labels,
 			ServicePort:    opts.ServicePort,
+			Protocol:       opts.Protocol,
 			InboundAddr:    lns[1].Addr().String(),
 			OutboundAddr:   lns[0].Addr().String(),
 			AppAddr:        opts.AppAddr,

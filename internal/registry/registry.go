@@ -75,6 +75,11 @@ func Validate(w *mesh.Workload) error {
 	if w.ServicePort == 0 || w.ServicePort > 65535 {
 		return fmt.Errorf("workload %q: service_port %d out of range", w.ID, w.ServicePort)
 	}
+	switch w.Protocol {
+	case "", mesh.ProtocolHTTP, mesh.ProtocolTCP:
+	default:
+		return fmt.Errorf("workload %q: service_protocol %q is not %q or %q", w.ID, w.Protocol, mesh.ProtocolHTTP, mesh.ProtocolTCP)
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -57,6 +58,28 @@ const (
 // dropped (allowing less), and in a DENY or AUDIT rule the condition is
 // taken as matching (denying more).
 func rbacFilters(snap *mesh.Snapshot, proxy *mesh.Workload) ([]*hcmv3.HttpFilter, error) {
+	var out []*hcmv3.HttpFilter
+	for _, rules := range rbacRules(snap, proxy, false) {
+		cfg, err := typedConfig(&rbacfilterv3.RBAC{Rules: rules})
+		if err != nil {
+			return nil, fmt.Errorf("rbac filter for %s policies: %w", rules.Action, err)
+		}
+		out = append(out, &hcmv3.HttpFilter{
+			Name:       wellknown.HTTPRoleBasedAccessControl,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: cfg},
+		})
+	}
+	return out, nil
+}
+
+// rbacRules translates the AuthorizationPolicies that apply to proxy into
+// one RBAC per action present, in the order they are enforced: AUDIT,
+// DENY, ALLOW. For a TCP workload (tcp set) a connection has no HTTP
+// attributes, so, as Istio does, a rule that needs one (hosts, methods,
+// paths, requestPrincipals, request.* conditions) is dropped from an ALLOW
+// policy and, in DENY and AUDIT policies, the HTTP-only value is taken as
+// matching: the policy allows less and denies more, never the other way.
+func rbacRules(snap *mesh.Snapshot, proxy *mesh.Workload, tcp bool) []*rbacv3.RBAC {
 	byAction := map[security.AuthorizationPolicy_Action]*rbacv3.RBAC{}
 	for _, p := range snap.AuthorizationPolicies {
 		if p.DryRun || !snap.PolicyApplies(p.Namespace, p.Spec.GetSelector(), proxy) {
@@ -82,7 +105,7 @@ func rbacFilters(snap *mesh.Snapshot, proxy *mesh.Workload) ([]*hcmv3.HttpFilter
 			byAction[action] = rules
 		}
 		for i, r := range p.Spec.GetRules() {
-			b := &ruleBuilder{failClosed: envoyAction != rbacv3.RBAC_ALLOW, namespace: p.Namespace, port: proxy.ServicePort}
+			b := &ruleBuilder{failClosed: envoyAction != rbacv3.RBAC_ALLOW, namespace: p.Namespace, port: proxy.ServicePort, tcp: tcp}
 			policy := b.policy(r)
 			if policy == nil {
 				continue
@@ -90,22 +113,13 @@ func rbacFilters(snap *mesh.Snapshot, proxy *mesh.Workload) ([]*hcmv3.HttpFilter
 			rules.Policies[fmt.Sprintf("ns[%s]-policy[%s]-rule[%d]", p.Namespace, p.Name, i)] = policy
 		}
 	}
-	var out []*hcmv3.HttpFilter
+	var out []*rbacv3.RBAC
 	for _, action := range []security.AuthorizationPolicy_Action{security.AuthorizationPolicy_AUDIT, security.AuthorizationPolicy_DENY, security.AuthorizationPolicy_ALLOW} {
-		rules := byAction[action]
-		if rules == nil {
-			continue
+		if rules := byAction[action]; rules != nil {
+			out = append(out, rules)
 		}
-		cfg, err := typedConfig(&rbacfilterv3.RBAC{Rules: rules})
-		if err != nil {
-			return nil, fmt.Errorf("rbac filter for %s policies: %w", action, err)
-		}
-		out = append(out, &hcmv3.HttpFilter{
-			Name:       wellknown.HTTPRoleBasedAccessControl,
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: cfg},
-		})
 	}
-	return out, nil
+	return out
 }
 
 // ruleBuilder translates one rule of one policy.
@@ -120,6 +134,25 @@ type ruleBuilder struct {
 	port uint32
 	// dropped is set when an ALLOW rule cannot be translated.
 	dropped bool
+	// tcp is set for a TCP workload: HTTP-only values cannot be
+	// evaluated (see rbacRules).
+	tcp bool
+}
+
+// errHTTPOnly is the translation error of an HTTP-only value on a TCP
+// workload.
+var errHTTPOnly = errors.New("an HTTP attribute, which a TCP connection does not have")
+
+// httpOnly returns match, or for a TCP workload a matcher that always
+// fails, so the value is dropped or taken as matching as matchValues says.
+func httpOnly[M any](b *ruleBuilder, match func(string) (M, error)) func(string) (M, error) {
+	if !b.tcp {
+		return match
+	}
+	return func(string) (M, error) {
+		var zero M
+		return zero, errHTTPOnly
+	}
 }
 
 // attr is one field or condition of a rule: the values it takes, the
@@ -172,7 +205,7 @@ func (b *ruleBuilder) policy(r *security.Rule) *rbacv3.Policy {
 func (b *ruleBuilder) sourceAttrs(s *security.Source) []attr[*rbacv3.Principal] {
 	return []attr[*rbacv3.Principal]{
 		{s.GetPrincipals(), s.GetNotPrincipals(), principalMatcher},
-		{s.GetRequestPrincipals(), s.GetNotRequestPrincipals(), requestPrincipalMatcher},
+		{s.GetRequestPrincipals(), s.GetNotRequestPrincipals(), httpOnly(b, requestPrincipalMatcher)},
 		{s.GetNamespaces(), s.GetNotNamespaces(), namespaceMatcher},
 		{s.GetServiceAccounts(), s.GetNotServiceAccounts(), b.serviceAccountMatcher},
 		{s.GetRemoteIpBlocks(), s.GetNotRemoteIpBlocks(), remoteIPMatcher},
@@ -183,9 +216,9 @@ func (b *ruleBuilder) sourceAttrs(s *security.Source) []attr[*rbacv3.Principal] 
 // operationAttrs lists the fields of an operation in Istio's order.
 func (b *ruleBuilder) operationAttrs(o *security.Operation) []attr[*rbacv3.Permission] {
 	return []attr[*rbacv3.Permission]{
-		{o.GetHosts(), o.GetNotHosts(), hostMatcher},
-		{o.GetMethods(), o.GetNotMethods(), methodMatcher},
-		{o.GetPaths(), o.GetNotPaths(), pathMatcher},
+		{o.GetHosts(), o.GetNotHosts(), httpOnly(b, hostMatcher)},
+		{o.GetMethods(), o.GetNotMethods(), httpOnly(b, methodMatcher)},
+		{o.GetPaths(), o.GetNotPaths(), httpOnly(b, pathMatcher)},
 		{o.GetPorts(), o.GetNotPorts(), b.portMatcher},
 	}
 }
@@ -211,26 +244,26 @@ func (b *ruleBuilder) conditionAttr(c *security.Condition) (pr *attr[*rbacv3.Pri
 	case key == "source.principal":
 		return principal(principalMatcher)
 	case key == "request.auth.principal":
-		return principal(requestPrincipalMatcher)
+		return principal(httpOnly(b, requestPrincipalMatcher))
 	case key == "request.auth.audiences":
-		return principal(claimMatcher([]string{"aud"}))
+		return principal(httpOnly(b, claimMatcher([]string{"aud"})))
 	case key == "request.auth.presenter":
-		return principal(claimMatcher([]string{"azp"}))
+		return principal(httpOnly(b, claimMatcher([]string{"azp"})))
 	case strings.HasPrefix(key, "request.auth.claims["):
 		names, ok := bracketNames(strings.TrimPrefix(key, "request.auth.claims"))
 		if !ok {
 			return nil, nil, false
 		}
-		return principal(claimMatcher(names))
+		return principal(httpOnly(b, claimMatcher(names)))
 	case strings.HasPrefix(key, "request.headers["):
 		names, ok := bracketNames(strings.TrimPrefix(key, "request.headers"))
 		if !ok || len(names) != 1 {
 			return nil, nil, false
 		}
 		name := strings.ToLower(names[0])
-		return principal(func(v string) (*rbacv3.Principal, error) {
+		return principal(httpOnly(b, func(v string) (*rbacv3.Principal, error) {
 			return &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: istioHeaderMatcher(name, v)}}, nil
-		})
+		}))
 	case key == "destination.port":
 		return permission(b.portMatcher)
 	case key == "connection.sni":

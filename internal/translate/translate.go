@@ -151,7 +151,33 @@ func (sh *Shared) OutboundRoutes(namespace string) *routev3.RouteConfiguration {
 type ProxyResources struct {
 	Listeners      []types.Resource // outbound, inbound
 	InboundCluster *clusterv3.Cluster
-	InboundRoutes  *routev3.RouteConfiguration
+	InboundRoutes  *routev3.RouteConfiguration // nil for a TCP workload
+}
+
+// inboundRoutes is the inbound route configuration: every request to
+// the app's cluster.
+func inboundRoutes(cluster string) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{
+		Name: InboundName,
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    InboundName,
+			Domains: []string{"*"},
+			Routes: []*routev3.Route{{
+				Name:   "default",
+				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: clusterAction(cluster, nil),
+			}},
+		}},
+	}
+}
+
+// InboundRouteResources is InboundRoutes as a resource list: empty for a
+// TCP workload, which has none.
+func (pr *ProxyResources) InboundRouteResources() []types.Resource {
+	if pr.InboundRoutes == nil {
+		return nil
+	}
+	return []types.Resource{pr.InboundRoutes}
 }
 
 // ProxyResources builds proxy's own resources.
@@ -166,17 +192,8 @@ func (sh *Shared) ProxyResources(proxy *mesh.Workload) (*ProxyResources, error) 
 		pr.Listeners = append(pr.Listeners, l)
 	}
 	inboundCluster := InboundClusterName(proxy.ServicePort)
-	pr.InboundRoutes = &routev3.RouteConfiguration{
-		Name: InboundName,
-		VirtualHosts: []*routev3.VirtualHost{{
-			Name:    InboundName,
-			Domains: []string{"*"},
-			Routes: []*routev3.Route{{
-				Name:   "default",
-				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-				Action: clusterAction(inboundCluster, nil),
-			}},
-		}},
+	if !proxy.IsTCP() { // a TCP workload's inbound listener uses no routes
+		pr.InboundRoutes = inboundRoutes(inboundCluster)
 	}
 	appEndpoint, err := lbEndpoint(proxy.AppAddr)
 	if err != nil {
@@ -204,7 +221,7 @@ func (sh *Shared) Translate(proxy *mesh.Workload) (*Resources, error) {
 	}
 	res := &Resources{
 		Listeners: pr.Listeners,
-		Routes:    []types.Resource{sh.OutboundRoutes(proxy.Namespace), pr.InboundRoutes},
+		Routes:    append([]types.Resource{sh.OutboundRoutes(proxy.Namespace)}, pr.InboundRouteResources()...),
 		Clusters:  append([]types.Resource{pr.InboundCluster}, sh.Clusters...),
 		Endpoints: slices.Clone(sh.Endpoints),
 		Secrets:   slices.Clone(sh.Secrets),
@@ -380,6 +397,13 @@ func (t *translation) listener(name string) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	if name == InboundName && t.proxy.IsTCP() {
+		filters, err := inboundTCPFilters(t.snap, t.proxy)
+		if err != nil {
+			return nil, err
+		}
+		return t.withChains(&listenerv3.Listener{Name: name, Address: address}, filters)
+	}
 	router, err := typedConfig(&routerv3.Router{})
 	if err != nil {
 		return nil, err
@@ -418,7 +442,19 @@ func (t *translation) listener(name string) (*listenerv3.Listener, error) {
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
 	}}
 	l := &listenerv3.Listener{Name: name, Address: address}
-	if name != InboundName || !securityOn(t.snap) {
+	if name != InboundName {
+		l.FilterChains = []*listenerv3.FilterChain{{Filters: filters}}
+		return l, nil
+	}
+	return t.withChains(l, filters)
+}
+
+// withChains gives the inbound listener l its filter chains, each with
+// filters: one plaintext chain without security, else the TLS and
+// plaintext chains PeerAuthentication asks for, told apart by the
+// tls_inspector.
+func (t *translation) withChains(l *listenerv3.Listener, filters []*listenerv3.Filter) (*listenerv3.Listener, error) {
+	if !securityOn(t.snap) {
 		l.FilterChains = []*listenerv3.FilterChain{{Filters: filters}}
 		return l, nil
 	}

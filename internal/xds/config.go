@@ -168,7 +168,7 @@ func (mc *meshConfig) proxyConfig(w *mesh.Workload) ([numTypes][]*resourceSet, e
 	if err != nil {
 		return out, err
 	}
-	inboundRoutes, err := marshalSet(resource.RouteType, []types.Resource{own.InboundRoutes})
+	inboundRoutes, err := marshalSet(resource.RouteType, own.InboundRouteResources())
 	if err != nil {
 		return out, err
 	}

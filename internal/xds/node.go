@@ -27,6 +27,7 @@ func WorkloadFromNode(node *corev3.Node) (*mesh.Workload, error) {
 		OutboundAddr:   str("outbound_addr"),
 		AppAddr:        str("app_addr"),
 		AdminAddr:      str("admin_addr"),
+		Protocol:       str("service_protocol"),
 	}
 	if w.Namespace == "" {
 		w.Namespace = "default"

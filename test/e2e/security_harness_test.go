@@ -334,7 +334,16 @@ func (id *meshIdentity) current() *tls.Certificate {
 // names serverID. Each server leaf it accepts is passed to seen, if not
 // nil.
 func (id *meshIdentity) client(serverID string, seen func(*x509.Certificate)) *http.Client {
-	cfg := &tls.Config{
+	return &http.Client{
+		Transport: &http.Transport{TLSClientConfig: id.tlsConfig(serverID, seen), DisableKeepAlives: true},
+		Timeout:   10 * time.Second,
+	}
+}
+
+// tlsConfig is the client TLS configuration of client: the SVID as client
+// certificate, and only a server named serverID accepted.
+func (id *meshIdentity) tlsConfig(serverID string, seen func(*x509.Certificate)) *tls.Config {
+	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return id.current(), nil
@@ -369,10 +378,6 @@ func (id *meshIdentity) client(serverID string, seen func(*x509.Certificate)) *h
 			}
 			return nil
 		},
-	}
-	return &http.Client{
-		Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true},
-		Timeout:   10 * time.Second,
 	}
 }
 

@@ -15,6 +15,7 @@
 package filter
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -218,4 +219,17 @@ func (c *Chain) Run(r *http.Request, log *slog.Logger) *Reply {
 		}
 	}
 	return nil
+}
+
+// NewConnRequest returns the Request that network filters (RBAC on a TCP
+// workload) evaluate for one connection: no HTTP attributes, only what
+// the listener verified (info) and the local address the connection
+// arrived on. A nil log discards.
+func NewConnRequest(info *peer.Info, local net.Addr, log *slog.Logger) *Request {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx := context.WithValue(context.Background(), http.LocalAddrContextKey, local)
+	hr := (&http.Request{Header: http.Header{}}).WithContext(ctx)
+	return &Request{HTTP: hr, Log: log, peer: info}
 }

@@ -44,6 +44,11 @@ type Policy struct {
 	Identity identity.Source
 	// Plaintext serves plaintext connections; when false they are closed.
 	Plaintext bool
+	// TCP, when set, takes every connection the policy serves instead of
+	// the HTTP server (a TCP workload's inbound listener), with what the
+	// listener verified about it. It owns the connection and returns when
+	// the connection is done.
+	TCP func(c net.Conn, info *peer.Info)
 }
 
 // PlaintextOnly is the policy of a listener without TLS: every connection
@@ -81,6 +86,7 @@ type detector struct {
 
 	mu      sync.Mutex
 	pending map[net.Conn]struct{} // being classified; closed by Close
+	tcp     map[net.Conn]struct{} // served by a Policy's TCP handler; closed by Close
 	infos   sync.Map              // net.Conn handed over -> *peer.Info, taken by the server's ConnContext
 }
 
@@ -91,6 +97,7 @@ func newDetector(inner net.Listener, policy func() *Policy, timeout time.Duratio
 		errc:    make(chan error, 1),
 		done:    make(chan struct{}),
 		pending: map[net.Conn]struct{}{},
+		tcp:     map[net.Conn]struct{}{},
 	}
 	d.wg.Go(d.acceptLoop)
 	return d
@@ -116,6 +123,9 @@ func (d *detector) Close() error {
 		err = d.inner.Close()
 		d.mu.Lock()
 		for c := range d.pending {
+			c.Close()
+		}
+		for c := range d.tcp {
 			c.Close()
 		}
 		d.mu.Unlock()
@@ -163,6 +173,10 @@ func (d *detector) acceptLoop() {
 				continue
 			}
 			d.stats.Plaintext.Add(1)
+			if pol.TCP != nil {
+				d.serveTCP(pol, c, addrInfo(c))
+				continue
+			}
 			d.handOver(framing.NewConn(c), nil)
 			continue
 		}
@@ -199,6 +213,10 @@ func (d *detector) classify(c net.Conn, pol *Policy) {
 		}
 		_ = c.SetDeadline(time.Time{})
 		d.stats.Plaintext.Add(1)
+		if pol.TCP != nil {
+			served = d.serveTCP(pol, pc, addrInfo(c))
+			return
+		}
 		served = d.handOver(framing.NewConn(pc), nil)
 		return
 	}
@@ -222,6 +240,10 @@ func (d *detector) classify(c net.Conn, pol *Policy) {
 	if info.Resumed {
 		d.stats.TLSResumed.Add(1)
 	}
+	if pol.TCP != nil {
+		served = d.serveTCP(pol, tc, info)
+		return
+	}
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
 		// HTTP/2 frames every message itself: nothing to guard, and
 		// net/http must see the *tls.Conn to serve HTTP/2 on it.
@@ -229,6 +251,31 @@ func (d *detector) classify(c net.Conn, pol *Policy) {
 		return
 	}
 	served = d.handOver(framing.NewConn(tc), info)
+}
+
+// serveTCP gives c to the policy's TCP handler in a goroutine of its own,
+// closing it with the listener. It reports false if the listener closed
+// first.
+func (d *detector) serveTCP(pol *Policy, c net.Conn, info *peer.Info) bool {
+	d.mu.Lock()
+	select {
+	case <-d.done:
+		d.mu.Unlock()
+		c.Close()
+		return false
+	default:
+	}
+	d.tcp[c] = struct{}{}
+	d.mu.Unlock()
+	go func() {
+		defer func() {
+			d.mu.Lock()
+			delete(d.tcp, c)
+			d.mu.Unlock()
+		}()
+		pol.TCP(c, info)
+	}()
+	return true
 }
 
 // handOver gives c to the HTTP server, with info for its ConnContext; nil

@@ -233,6 +233,10 @@ func decodeListener(l *listenerpb.Listener) (*Listener, error) {
 		out.Plaintext = true
 	}
 	fc := l.GetFilterChains()[chain]
+	if tcp := fc.GetFilters(); name == "inbound" && len(tcp) > 0 && tcp[len(tcp)-1].GetTypedConfig().GetTypeUrl() == tcpProxyURL {
+		out.TCP, err = decodeTCPFilters(chain, tcp)
+		return out, err
+	}
 	if n := len(fc.GetFilters()); n != 1 {
 		return nil, fail(fmt.Sprintf("filter_chains[%d].filters", chain), "want exactly one filter, envoy.filters.network.http_connection_manager, got %d", n)
 	}

@@ -26,6 +26,8 @@ type NodeInfo struct {
 	ServiceAccount string
 	Labels         map[string]string
 	ServicePort    int
+	// Protocol is the app's protocol, "http" or "tcp"; empty means http.
+	Protocol string
 	// The proxy's bound addresses and the application's, host:port.
 	InboundAddr  string
 	OutboundAddr string
@@ -47,15 +49,16 @@ func (n NodeInfo) proto() (*corepb.Node, error) {
 		labels[k] = v
 	}
 	md, err := structpb.NewStruct(map[string]any{
-		"service":         n.Service,
-		"namespace":       n.Namespace,
-		"service_account": cmp.Or(n.ServiceAccount, "default"),
-		"labels":          labels,
-		"service_port":    n.ServicePort,
-		"inbound_addr":    n.InboundAddr,
-		"outbound_addr":   n.OutboundAddr,
-		"app_addr":        n.AppAddr,
-		"admin_addr":      n.AdminAddr,
+		"service":          n.Service,
+		"namespace":        n.Namespace,
+		"service_account":  cmp.Or(n.ServiceAccount, "default"),
+		"labels":           labels,
+		"service_port":     n.ServicePort,
+		"service_protocol": cmp.Or(n.Protocol, "http"),
+		"inbound_addr":     n.InboundAddr,
+		"outbound_addr":    n.OutboundAddr,
+		"app_addr":         n.AppAddr,
+		"admin_addr":       n.AdminAddr,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building node metadata: %w", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/weft-mesh/weft/internal/proxy/cluster"
 	"github.com/weft-mesh/weft/internal/proxy/filter"
+	"github.com/weft-mesh/weft/internal/proxy/filter/rbac"
 	"github.com/weft-mesh/weft/internal/proxy/mtls"
 	"github.com/weft-mesh/weft/internal/proxy/route"
 )
@@ -49,7 +50,8 @@ const (
 	RouteURL     = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 	SecretURL    = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
-	hcmURL    = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+	hcmURL      = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+	tcpProxyURL = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 	routerURL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 )
 
@@ -102,6 +104,20 @@ type Listener struct {
 	// HCM: path normalization, then jwt_authn and rbac filters in order
 	// (decoded in httpfilters.go).
 	HTTPFilters *filter.Chain `json:"http_filters"`
+	// TCP is set when the listener proxies TCP connections instead of
+	// serving HTTP (a TCP workload's inbound listener); the HTTP fields
+	// above are then empty.
+	TCP *TCPProxy `json:"tcp,omitempty"`
+}
+
+// TCPProxy is a decoded chain of network filters: network RBAC filters,
+// then tcp_proxy.
+type TCPProxy struct {
+	// Cluster is where tcp_proxy sends each connection.
+	Cluster string `json:"cluster"`
+	// RBAC are the network RBAC filters, in the order they run; a
+	// connection any of them denies is closed.
+	RBAC []*rbac.Filter `json:"rbac,omitempty"`
 }
 
 // UpstreamTLS is a cluster's decoded UpstreamTlsContext: mTLS to every

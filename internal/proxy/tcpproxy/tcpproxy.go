@@ -1,0 +1,112 @@
+// Package tcpproxy serves a TCP workload's inbound connections: the
+// network RBAC filters judge each connection once, by what the listener
+// verified about it (the peer's SPIFFE ID, addresses, SNI); a denied
+// connection is closed, an allowed one is joined to a new connection to
+// the app and bytes are copied both ways until both sides are done.
+package tcpproxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weft-mesh/weft/internal/proxy/cluster"
+	"github.com/weft-mesh/weft/internal/proxy/filter"
+	"github.com/weft-mesh/weft/internal/proxy/filter/rbac"
+	"github.com/weft-mesh/weft/internal/proxy/peer"
+)
+
+// Stats are the inbound TCP proxy's counters.
+type Stats struct {
+	Proxied      atomic.Uint64 // connections joined to the app
+	Denied       atomic.Uint64 // connections closed by RBAC
+	ConnectFails atomic.Uint64 // connections closed because the app could not be reached
+}
+
+// Inbound proxies one listener's connections to one cluster (the app).
+// It is immutable; a new configuration makes a new Inbound, and
+// connections keep the one they were accepted with.
+type Inbound struct {
+	// RBAC are the network RBAC filters, in order.
+	RBAC []*rbac.Filter
+	// Cluster is the app's cluster; nil (not received yet) closes every
+	// connection.
+	Cluster *cluster.Cluster
+	// ClusterName names it in logs, also when it is nil.
+	ClusterName string
+	Log         *slog.Logger
+	Stats       *Stats
+}
+
+// Serve handles one accepted connection, already classified (and, for
+// TLS, handshaken) by the listener, whose verified attributes are info.
+// It returns when the connection is closed.
+func (in *Inbound) Serve(c net.Conn, info *peer.Info) {
+	defer c.Close()
+	req := filter.NewConnRequest(info, c.LocalAddr(), in.Log)
+	for _, f := range in.RBAC {
+		if !f.AllowConnection(req) {
+			in.Stats.Denied.Add(1)
+			in.Log.Debug("rbac: connection denied", "remote", info.RemoteAddr.String(), "principal", info.SpiffeID)
+			return
+		}
+	}
+	if in.Cluster == nil {
+		in.Stats.ConnectFails.Add(1)
+		in.Log.Warn("connection closed: cluster not received", "cluster", in.ClusterName)
+		return
+	}
+	ep, ok := in.Cluster.Pick()
+	if !ok {
+		in.Stats.ConnectFails.Add(1)
+		in.Log.Warn("connection closed: cluster has no endpoint", "cluster", in.ClusterName)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), in.Cluster.ConnectTimeout())
+	up, err := (&net.Dialer{}).DialContext(ctx, "tcp", ep.Address)
+	cancel()
+	if err != nil {
+		in.Stats.ConnectFails.Add(1)
+		in.Log.Warn("connection closed: app unreachable", "cluster", in.ClusterName, "endpoint", ep.Address, "err", err)
+		return
+	}
+	defer up.Close()
+	in.Stats.Proxied.Add(1)
+	Join(c, up)
+}
+
+// Join copies bytes between a and b in both directions until each side
+// has finished sending: when one side's reads end, the other side's
+// writes are closed (a half-close, so a client that shuts down its
+// sending side still gets the whole answer). It returns when both
+// directions are done; the caller closes a and b.
+func Join(a, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Go(func() { pipe(b, a) })
+	pipe(a, b)
+	wg.Wait()
+}
+
+// pipe copies from src to dst, then closes dst's sending side, or, when
+// the copy failed (a reset), both connections so the other direction
+// ends too.
+func pipe(dst, src net.Conn) {
+	_, err := io.Copy(dst, src)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		// A reset on one side: nothing more can cross in either
+		// direction. Unblock the other copy now.
+		_ = src.SetDeadline(time.Now())
+		_ = dst.SetDeadline(time.Now())
+		return
+	}
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	_ = dst.SetDeadline(time.Now())
+}

@@ -434,14 +434,12 @@ type BreakdownRow struct {
 // whose samples (callees included) measure it; indented labels are inside
 // the part above.
 var breakdownParts = []struct{ label, symbol string }{
-	{"registering a connecting proxy (store write, first translation)", "internal/xds.(*Server).connect"},
-	{"translating for every proxy, one after the other, and handing the result to the cache", "internal/xds.(*Server).push"},
-	{"&nbsp;&nbsp;translating the whole mesh for one proxy", "internal/translate.translate"},
-	{"&nbsp;&nbsp;&nbsp;&nbsp;clusters (with their mTLS settings)", "internal/translate.(*translation).outboundClusterResource"},
-	{"&nbsp;&nbsp;&nbsp;&nbsp;endpoint sets", "internal/translate.loadAssignment"},
-	{"&nbsp;&nbsp;&nbsp;&nbsp;&nbsp;&nbsp;parsing each endpoint's host:port again for every proxy", "internal/translate.lbEndpoint"},
-	{"&nbsp;&nbsp;&nbsp;&nbsp;routes", "internal/translate.(*translation).outboundRoutes"},
-	{"marshalling every response for every proxy (go-control-plane)", "pkg/cache/v3.(*RawResponse).GetDiscoveryResponse"},
+	{"registering a connecting proxy (store write, its first configuration)", "internal/xds.(*Server).connect"},
+	{"translating and marshalling what every proxy shares, once per snapshot", "internal/xds.newMeshConfig"},
+	{"&nbsp;&nbsp;outbound clusters (with their mTLS settings), endpoint sets, ROOTCA", "internal/translate.newShared"},
+	{"each proxy's own part (listeners, inbound cluster and route), on every core", "internal/xds.(*meshConfig).proxyConfig"},
+	{"&nbsp;&nbsp;outbound routes, once per namespace", "internal/xds.(*meshConfig).outboundRoutes"},
+	{"encoding each response for its stream (copies the shared, marshalled resources)", "grpc/encoding/proto.(*codecV2).Marshal"},
 	{"TLS writes to the proxies", "crypto/tls.(*Conn).Write"},
 	{"garbage collection (background marking)", "runtime.gcBgMarkWorker"},
 	{"allocation", "runtime.mallocgc"},

@@ -5,6 +5,7 @@
 //	weft-proxy --control-plane ADDR --service NAME [--namespace NS] [--labels k=v,...]
 //	    [--service-account SA] --token-file FILE --ca-file FILE [--insecure-xds]
 //	    [--service-port N] [--protocol http|tcp] --app-addr HOST:PORT [--inbound-addr ADDR]
+//	    [--upstream SERVICE[.NAMESPACE]:PORT=LOCAL_ADDR ...]
 //	    [--outbound-addr ADDR] [--admin-addr ADDR] [--log-level LEVEL]
 //
 // SIGINT or SIGTERM stops accepting connections, drains requests in flight
@@ -76,6 +77,14 @@ func parseFlags(args []string, output io.Writer) (proxy.Options, slog.Level, err
 	fs.BoolVar(&opts.InsecureXDS, "insecure-xds", false, "talk to the control plane without TLS (tests only)")
 	fs.IntVar(&opts.ServicePort, "service-port", proxy.DefaultServicePort, "port the service is known by in the mesh")
 	fs.StringVar(&opts.Protocol, "protocol", "http", "what the app speaks: http, or tcp (connections proxied as they are; AuthorizationPolicy closes denied ones)")
+	fs.Func("upstream", "a TCP service the app reaches at a local address, SERVICE[.NAMESPACE]:PORT=LOCAL_ADDR (repeatable)", func(s string) error {
+		u, err := proxy.ParseUpstream(s)
+		if err != nil {
+			return err
+		}
+		opts.Upstreams = append(opts.Upstreams, u)
+		return nil
+	})
 	fs.StringVar(&opts.AppAddr, "app-addr", "", "address the application listens on, host:port (required)")
 	fs.StringVar(&opts.InboundAddr, "inbound-addr", proxy.DefaultInboundAddr, "inbound listener address (mesh -> app)")
 	fs.StringVar(&opts.OutboundAddr, "outbound-addr", proxy.DefaultOutboundAddr, "outbound listener address (app -> mesh)")

@@ -39,19 +39,24 @@ func TestParseFlags(t *testing.T) {
 		{"the required flags alone get the defaults", required, proxy.Options{
 			ControlPlane: "127.0.0.1:15010", Service: "reviews", AppAddr: "127.0.0.1:9080",
 			TokenFile: "/etc/weft/token", CAFile: "/etc/weft/ca.pem",
-			Namespace: "default", ServiceAccount: "default", ServicePort: 80,
+			Namespace: "default", ServiceAccount: "default", ServicePort: 80, Protocol: "http",
 			InboundAddr: "127.0.0.1:15006", OutboundAddr: "127.0.0.1:15001", AdminAddr: "127.0.0.1:15000",
 		}, slog.LevelInfo, ""},
 		{"every flag is read", append(required, "--namespace", "bookinfo", "--labels", "app=reviews, version=v2",
 			"--service-port", "9080", "--inbound-addr", "127.0.0.1:25006", "--outbound-addr", "127.0.0.1:25001",
-			"--admin-addr", "127.0.0.1:25000", "--log-level", "debug", "--service-account", "reviews"), proxy.Options{
+			"--admin-addr", "127.0.0.1:25000", "--log-level", "debug", "--service-account", "reviews",
+			"--protocol", "tcp", "--upstream", "db:5432=127.0.0.1:15432", "--upstream", "cache.infra:6379=127.0.0.1:16379"), proxy.Options{
 			ControlPlane: "127.0.0.1:15010", Service: "reviews", AppAddr: "127.0.0.1:9080",
 			TokenFile: "/etc/weft/token", CAFile: "/etc/weft/ca.pem", ServiceAccount: "reviews",
 			Namespace: "bookinfo", Labels: map[string]string{"app": "reviews", "version": "v2"}, ServicePort: 9080,
+			Protocol: "tcp", Upstreams: []proxy.Upstream{
+				{Service: "db", Port: 5432, LocalAddr: "127.0.0.1:15432"},
+				{Service: "cache", Namespace: "infra", Port: 6379, LocalAddr: "127.0.0.1:16379"},
+			},
 			InboundAddr: "127.0.0.1:25006", OutboundAddr: "127.0.0.1:25001", AdminAddr: "127.0.0.1:25000",
 		}, slog.LevelDebug, ""},
 		{"single-dash flags work too", []string{"-control-plane", "cp:15010", "-service", "s", "-app-addr", "127.0.0.1:1", "-insecure-xds"}, proxy.Options{
-			ControlPlane: "cp:15010", Service: "s", AppAddr: "127.0.0.1:1", Namespace: "default", ServiceAccount: "default", ServicePort: 80, InsecureXDS: true,
+			ControlPlane: "cp:15010", Service: "s", AppAddr: "127.0.0.1:1", Namespace: "default", ServiceAccount: "default", ServicePort: 80, InsecureXDS: true, Protocol: "http",
 			InboundAddr: "127.0.0.1:15006", OutboundAddr: "127.0.0.1:15001", AdminAddr: "127.0.0.1:15000",
 		}, slog.LevelInfo, ""},
 		{"missing required flags are all named", []string{"--namespace", "x"}, proxy.Options{}, 0,
@@ -64,6 +69,10 @@ func TestParseFlags(t *testing.T) {
 			`--labels: label "a" given twice`},
 		{"an unknown log level is rejected", append(required, "--log-level", "loud"), proxy.Options{}, 0,
 			`invalid value "loud" for flag -log-level`},
+		{"an upstream without a local address is rejected", append(required, "--upstream", "db:5432"), proxy.Options{}, 0,
+			`want SERVICE[.NAMESPACE]:PORT=LOCAL_ADDR`},
+		{"an upstream without a port is rejected", append(required, "--upstream", "db=127.0.0.1:1"), proxy.Options{}, 0,
+			`missing port`},
 		{"stray arguments are rejected", append(required, "extra"), proxy.Options{}, 0,
 			`unexpected arguments: ["extra"]`},
 	}

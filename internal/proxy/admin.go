@@ -122,6 +122,8 @@ func (p *Proxy) handleStats(w http.ResponseWriter, _ *http.Request) {
 	}
 	fmt.Fprintf(w, "tcp.inbound.connections_proxied %d\ntcp.inbound.connections_denied %d\ntcp.inbound.connect_failures %d\n",
 		p.tcpStats.Proxied.Load(), p.tcpStats.Denied.Load(), p.tcpStats.ConnectFails.Load())
+	fmt.Fprintf(w, "tcp.outbound.connections_proxied %d\ntcp.outbound.connect_failures %d\n",
+		p.tcpOutStats.Proxied.Load(), p.tcpOutStats.ConnectFails.Load())
 	st := p.xds.Status()
 	connected := 0
 	if st.Connected {

@@ -99,6 +99,7 @@ func (p *Proxy) compile(res xdsclient.Resources) (*forward.Config, *listener.Pol
 	if s := res.Secrets[xdsclient.RootCASecret]; s != nil {
 		roots = p.sec.roots(s.Roots)
 	}
+	p.roots.Store(roots)
 
 	built := make(map[string]builtCluster, len(res.Clusters))
 	for name, spec := range res.Clusters {

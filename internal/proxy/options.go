@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/weft-mesh/weft/internal/proxy/identity"
@@ -62,6 +64,10 @@ type Options struct {
 	// "tcp", whose connections the inbound listener proxies as they are,
 	// under the workload's PeerAuthentication and AuthorizationPolicy.
 	Protocol string
+	// Upstreams are TCP services the app reaches through local listeners
+	// of the proxy, as Consul's upstreams: a connection to an upstream's
+	// LocalAddr goes to the service over mTLS (when it runs sidecars).
+	Upstreams []Upstream
 	// AppAddr is where the local application listens, host:port. Inbound
 	// traffic is delivered there. Required.
 	AppAddr string
@@ -178,3 +184,50 @@ func checkLoopback(addr string) error {
 	}
 	return nil
 }
+
+// Upstream is one TCP service the app reaches through a local listener.
+type Upstream struct {
+	// Service and Namespace name the mesh service; an empty Namespace is
+	// the proxy's own.
+	Service, Namespace string
+	// Port is the service's port.
+	Port int
+	// LocalAddr is where the proxy listens for the app, host:port.
+	LocalAddr string
+}
+
+// ParseUpstream parses SERVICE[.NAMESPACE]:PORT=LOCAL_ADDR, for example
+// db.data:5432=127.0.0.1:15432.
+func ParseUpstream(s string) (Upstream, error) {
+	target, local, ok := strings.Cut(s, "=")
+	if !ok {
+		return Upstream{}, fmt.Errorf("%q: want SERVICE[.NAMESPACE]:PORT=LOCAL_ADDR", s)
+	}
+	host, port, err := net.SplitHostPort(target)
+	if err != nil {
+		return Upstream{}, fmt.Errorf("%q: %w", s, err)
+	}
+	u := Upstream{LocalAddr: local}
+	u.Service, u.Namespace, _ = strings.Cut(host, ".")
+	if u.Port, err = strconv.Atoi(port); err != nil || u.Port < 1 || u.Port > 65535 {
+		return Upstream{}, fmt.Errorf("%q: port %q is not a port", s, port)
+	}
+	if u.Service == "" || strings.Contains(u.Namespace, ".") {
+		return Upstream{}, fmt.Errorf("%q: want SERVICE or SERVICE.NAMESPACE before the port", s)
+	}
+	if err := checkHostPort(local); err != nil {
+		return Upstream{}, fmt.Errorf("%q: local address: %w", s, err)
+	}
+	return u, nil
+}
+
+// clusterName is the name of the upstream service's cluster, as weft's
+// control plane names outbound clusters (docs/xds.md, "Cluster").
+func (u Upstream) clusterName(proxyNamespace string) string {
+	return fmt.Sprintf("outbound|%d||%s.%s.%s", u.Port, u.Service, cmp.Or(u.Namespace, proxyNamespace), domainSuffix)
+}
+
+// domainSuffix ends every mesh service's host name (the control plane's
+// mesh.DefaultDomainSuffix; the proxy does not link the control plane's
+// model).
+const domainSuffix = "svc.cluster.local"

@@ -10,7 +10,9 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,9 +24,11 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/weft-mesh/weft/internal/proxy/cluster"
 	"github.com/weft-mesh/weft/internal/proxy/forward"
 	"github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/proxy/listener"
+	"github.com/weft-mesh/weft/internal/proxy/mtls"
 	"github.com/weft-mesh/weft/internal/proxy/tcpproxy"
 	"github.com/weft-mesh/weft/internal/proxy/xdsclient"
 )
@@ -60,6 +64,20 @@ type Proxy struct {
 	inboundPolicy atomic.Pointer[listener.Policy]
 	// tcpStats counts a TCP workload's inbound connections.
 	tcpStats tcpproxy.Stats
+
+	// upstreams are the app's TCP upstreams (Options.Upstreams), bound.
+	upstreams []upstreamListener
+	// roots is the trust bundle of the last compile, for upstream mTLS;
+	// tcpSessions caches their TLS sessions for resumption.
+	roots       atomic.Pointer[mtls.Roots]
+	tcpSessions tls.ClientSessionCache
+	tcpOutStats tcpproxy.Stats
+}
+
+// upstreamListener is one bound upstream listener and its forwarder.
+type upstreamListener struct {
+	ln  net.Listener
+	out *tcpproxy.Outbound
 }
 
 // Addrs are the addresses a proxy is bound to.
@@ -124,6 +142,21 @@ func New(opts Options) (*Proxy, error) {
 		}
 		lns = append(lns, ln)
 	}
+	for _, u := range opts.Upstreams {
+		ln, err := net.Listen("tcp", u.LocalAddr)
+		if err != nil {
+			for _, up := range p.upstreams {
+				up.ln.Close()
+			}
+			closeAll()
+			return nil, fmt.Errorf("binding upstream %s.%s:%d at %s: %w", u.Service, cmp.Or(u.Namespace, opts.Namespace), u.Port, u.LocalAddr, err)
+		}
+		p.upstreams = append(p.upstreams, upstreamListener{ln: ln, out: &tcpproxy.Outbound{
+			Cluster: u.clusterName(opts.Namespace), Resolve: p.resolveTCP,
+			Log: opts.Logger.With("component", "tcpproxy", "upstream", u.LocalAddr), Stats: &p.tcpOutStats,
+		}})
+	}
+	p.tcpSessions = tls.NewLRUClientSessionCache(64)
 	p.outbound = listener.New("outbound", lns[0], p.engine.Handler("outbound"), opts.Logger.With("component", "listener", "listener", "outbound"))
 	p.inbound = listener.New("inbound", lns[1], p.engine.Handler("inbound"), opts.Logger.With("component", "listener", "listener", "inbound"))
 	p.inbound.SetPolicy(p.inboundPolicy.Load)
@@ -188,11 +221,18 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	defer stopXDS()
 
 	var wg sync.WaitGroup
-	failed := make(chan error, 4)
+	failed := make(chan error, 4+len(p.upstreams))
 	for _, s := range []*listener.Server{p.outbound, p.inbound} {
 		wg.Go(func() {
 			if err := s.Serve(); err != nil {
 				failed <- fmt.Errorf("%s listener: %w", s.Name(), err)
+			}
+		})
+	}
+	for _, u := range p.upstreams {
+		wg.Go(func() {
+			if err := u.out.ServeListener(u.ln); err != nil {
+				failed <- fmt.Errorf("upstream listener %s: %w", u.ln.Addr(), err)
 			}
 		})
 	}
@@ -231,6 +271,9 @@ func (p *Proxy) Serve(ctx context.Context) error {
 // admin server.
 func (p *Proxy) drain() {
 	p.draining.Store(true)
+	for _, u := range p.upstreams {
+		u.ln.Close()
+	}
 	p.log.Info("draining", "timeout", p.opts.DrainTimeout, "in_flight", p.engine.InFlight())
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.DrainTimeout)
 	defer cancel()
@@ -251,4 +294,30 @@ func (p *Proxy) drain() {
 	if err := p.admin.Shutdown(actx); err != nil {
 		_ = p.admin.Close()
 	}
+}
+
+// resolveTCP finds an upstream's cluster in the current configuration,
+// with the TLS configuration for its endpoints: mTLS with the server's
+// SPIFFE ID checked, and no application protocol (the bytes are the
+// app's own).
+func (p *Proxy) resolveTCP(name string) (*cluster.Cluster, *tls.Config, error) {
+	cfg := p.cfg.Load()
+	if cfg == nil {
+		return nil, nil, errors.New("no configuration from the control plane yet")
+	}
+	c := cfg.Clusters[name]
+	if c == nil {
+		return nil, nil, fmt.Errorf("cluster %s not received: is the service in the mesh?", name)
+	}
+	t := c.TLS()
+	if t == nil {
+		return c, nil, nil
+	}
+	roots := p.roots.Load()
+	if roots == nil {
+		return nil, nil, errors.New("trust bundle " + xdsclient.RootCASecret + " not received")
+	}
+	tc := mtls.ClientConfig(roots, p.Identity(), t.SNI, t.SubjectAltNames, p.tcpSessions)
+	tc.NextProtos = nil
+	return c, tc, nil
 }

@@ -69,7 +69,8 @@ func lineExchange(addr string, cfg *tls.Config) (string, error) {
 }
 
 // TestTCPWorkloadPolicies runs a TCP workload (weft-proxy --protocol tcp)
-// and checks that its inbound listener proxies connections to the app,
+// and a client app whose sidecar declares it as an upstream, and checks
+// that the inbound listener proxies connections to the app,
 // that AuthorizationPolicy closes the connections it denies, and that an
 // HTTP-only field makes an ALLOW rule allow nothing and a DENY rule deny
 // every connection, as in Istio.
@@ -81,16 +82,27 @@ func TestTCPWorkloadPolicies(t *testing.T) {
 	const dbID = "spiffe://cluster.local/ns/default/sa/db"
 	orders := newMeshIdentity(t, cp, "default", "orders").tlsConfig(dbID, nil)
 	reviews := newMeshIdentity(t, cp, "default", "reviews").tlsConfig(dbID, nil)
+	// An app with its own sidecar reaches db through a local upstream
+	// listener; the sidecar brings the mTLS (as sa/orders).
+	upstream := freeAddr(t)
+	ordersSidecar := startSidecarWith(t, cp, sidecarOptions{service: "orders", labels: "app=orders", appAddr: startLineEcho(t),
+		extraArgs: []string{"--upstream", "db:9080=" + upstream}})
+	ordersSidecar.waitReady(t)
 
 	type caller struct {
-		name string
-		cfg  *tls.Config
+		name, addr string
+		cfg        *tls.Config
 	}
-	callers := []caller{{"orders (mTLS)", orders}, {"reviews (mTLS)", reviews}, {"plaintext", nil}}
+	callers := []caller{
+		{"orders (mTLS)", db.inboundAddr, orders},
+		{"reviews (mTLS)", db.inboundAddr, reviews},
+		{"plaintext", db.inboundAddr, nil},
+		{"orders' app through its sidecar", upstream, nil},
+	}
 	expect := func(t *testing.T, step string, want map[string]bool) {
 		t.Helper()
 		for _, c := range callers {
-			got, err := lineExchange(db.inboundAddr, c.cfg)
+			got, err := lineExchange(c.addr, c.cfg)
 			switch {
 			case want[c.name] && got != "echo: ping":
 				t.Errorf("%s: %s got %q, %v; want the app's echo", step, c.name, got, err)
@@ -100,7 +112,8 @@ func TestTCPWorkloadPolicies(t *testing.T) {
 		}
 	}
 
-	expect(t, "no policy (PERMISSIVE)", map[string]bool{"orders (mTLS)": true, "reviews (mTLS)": true, "plaintext": true})
+	all := map[string]bool{"orders (mTLS)": true, "reviews (mTLS)": true, "plaintext": true, "orders' app through its sidecar": true}
+	expect(t, "no policy (PERMISSIVE)", all)
 
 	cp.applyAccepted(t, `
 apiVersion: security.istio.io/v1
@@ -112,7 +125,8 @@ spec:
   rules:
   - from: [{source: {principals: [cluster.local/ns/default/sa/orders]}}]
 `)
-	expect(t, "ALLOW orders", map[string]bool{"orders (mTLS)": true})
+	ordersOnly := map[string]bool{"orders (mTLS)": true, "orders' app through its sidecar": true}
+	expect(t, "ALLOW orders", ordersOnly)
 
 	// A rule on methods cannot match a connection: it is dropped, and
 	// allows nobody else.
@@ -126,7 +140,7 @@ spec:
   rules:
   - to: [{operation: {methods: [GET]}}]
 `)
-	expect(t, "ALLOW orders, ALLOW GET (HTTP-only)", map[string]bool{"orders (mTLS)": true})
+	expect(t, "ALLOW orders, ALLOW GET (HTTP-only)", ordersOnly)
 
 	// A DENY rule with an HTTP-only field denies more, never less: every
 	// connection from the namespace, orders too.
@@ -149,5 +163,8 @@ spec:
 	}
 	if stats["tcp.inbound.connections_denied"] == 0 || stats["tcp.inbound.connections_proxied"] == 0 {
 		t.Errorf("stats: proxied %d, denied %d; want both counted", stats["tcp.inbound.connections_proxied"], stats["tcp.inbound.connections_denied"])
+	}
+	if stats, err = ordersSidecar.stats(); err != nil || stats["tcp.outbound.connections_proxied"] == 0 {
+		t.Errorf("orders sidecar: tcp.outbound.connections_proxied %d (%v); want its connections counted", stats["tcp.outbound.connections_proxied"], err)
 	}
 }

@@ -1,12 +1,16 @@
-// Package tcpproxy serves a TCP workload's inbound connections: the
-// network RBAC filters judge each connection once, by what the listener
-// verified about it (the peer's SPIFFE ID, addresses, SNI); a denied
-// connection is closed, an allowed one is joined to a new connection to
-// the app and bytes are copied both ways until both sides are done.
+// Package tcpproxy proxies opaque TCP connections. Inbound, for a TCP
+// workload: the network RBAC filters judge each connection once, by what
+// the listener verified about it (the peer's SPIFFE ID, addresses, SNI); a
+// denied connection is closed, an allowed one is joined to a new
+// connection to the app. Outbound, for an app's declared upstreams: each
+// connection to a local listener is joined to a connection to the
+// service, over mTLS when the service runs sidecars. Bytes are copied both
+// ways until both sides are done.
 package tcpproxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -109,4 +113,73 @@ func pipe(dst, src net.Conn) {
 		return
 	}
 	_ = dst.SetDeadline(time.Now())
+}
+
+// Resolver finds a cluster in the proxy's current configuration, with the
+// TLS configuration to reach its endpoints (nil for plaintext). It
+// returns an error saying why when the cluster cannot be used.
+type Resolver func(cluster string) (*cluster.Cluster, *tls.Config, error)
+
+// Outbound forwards the connections an app opens to a local listener to
+// one mesh service's cluster: over mTLS, with the server's SPIFFE ID
+// checked, when the service runs sidecars; in plaintext otherwise.
+type Outbound struct {
+	// Cluster names the service's cluster.
+	Cluster string
+	Resolve Resolver
+	Log     *slog.Logger
+	Stats   *Stats
+}
+
+// ServeListener accepts connections on ln until it is closed, serving
+// each in a goroutine of its own.
+func (o *Outbound) ServeListener(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		go o.Serve(c)
+	}
+}
+
+// Serve forwards one connection and returns when it is closed.
+func (o *Outbound) Serve(c net.Conn) {
+	defer c.Close()
+	cl, tlsCfg, err := o.Resolve(o.Cluster)
+	if err != nil {
+		o.Stats.ConnectFails.Add(1)
+		o.Log.Warn("connection closed", "cluster", o.Cluster, "err", err)
+		return
+	}
+	ep, ok := cl.Pick()
+	if !ok {
+		o.Stats.ConnectFails.Add(1)
+		o.Log.Warn("connection closed: cluster has no endpoint", "cluster", o.Cluster)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cl.ConnectTimeout())
+	defer cancel()
+	var up net.Conn
+	if tlsCfg != nil {
+		up, err = (&tls.Dialer{Config: tlsCfg}).DialContext(ctx, "tcp", ep.Address)
+	} else {
+		up, err = (&net.Dialer{}).DialContext(ctx, "tcp", ep.Address)
+	}
+	if err != nil {
+		o.Stats.ConnectFails.Add(1)
+		o.Log.Warn("connection closed: upstream unreachable", "cluster", o.Cluster, "endpoint", ep.Address, "err", err)
+		return
+	}
+	defer up.Close()
+	o.Stats.Proxied.Add(1)
+	Join(c, up)
 }

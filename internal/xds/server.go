@@ -349,9 +349,6 @@ func (s *Server) onStreamRequest(streamID int64, req *discoverygrpc.DiscoveryReq
 			return err
 		}
 	}
-	if req.GetResponseNonce() == "" {
-		return nil
-	}
 	ti := typeIndex(req.GetTypeUrl())
 	if ti < 0 {
 		return nil
@@ -359,6 +356,17 @@ func (s *Server) onStreamRequest(streamID int64, req *discoverygrpc.DiscoveryReq
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ts := &p.xds[ti]
+	if req.GetResponseNonce() == "" {
+		// A stream's first request of a type carries the version the
+		// proxy holds, accepted on an earlier stream (perhaps from an
+		// earlier control plane). When it is the current version nothing
+		// is sent, so count it as sent and ACKed: status then shows the
+		// proxy in sync.
+		if v := req.GetVersionInfo(); v != "" && ts.sent == "" && ts.acked == "" {
+			ts.sent, ts.acked = v, v
+		}
+		return nil
+	}
 	if detail := req.GetErrorDetail(); detail != nil {
 		ts.nackVersion = p.sentByNonce[req.GetResponseNonce()]
 		ts.nackMessage = detail.GetMessage()

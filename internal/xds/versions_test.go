@@ -228,4 +228,11 @@ func TestVersionsGrowAcrossRestarts(t *testing.T) {
 	s3.Update(meshWith("25", 2))
 	c3 := subscribe(t, client3, map[string]string{"CDS": "25", "EDS": "25", "LDS": "25", "RDS": "25", "SDS": "25"})
 	c3.quiet()
+	// It is in sync all the same.
+	waitFor(t, func() bool { st := s3.Status(); return len(st) == 1 && len(st[0].XDS) == numTypes })
+	for short, ts := range s3.Status()[0].XDS {
+		if ts.Sent != "25" || ts.Acked != "25" {
+			t.Errorf("%s status %+v, want sent and acked 25", short, ts)
+		}
+	}
 }

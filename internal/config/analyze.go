@@ -72,6 +72,13 @@ var enforced = map[Kind]map[string]bool{
 		"subsets.trafficPolicy.portLevelSettings",
 		"subsets.trafficPolicy.portLevelSettings.port",
 		"subsets.trafficPolicy.portLevelSettings.tls",
+		// Whether HTTP/1.1 stays HTTP/1.1 between sidecars.
+		"trafficPolicy.connectionPool",
+		"trafficPolicy.connectionPool.http",
+		"trafficPolicy.connectionPool.http.h2UpgradePolicy",
+		"subsets.trafficPolicy.connectionPool",
+		"subsets.trafficPolicy.connectionPool.http",
+		"subsets.trafficPolicy.connectionPool.http.h2UpgradePolicy",
 	),
 	KindPeerAuthentication: set(
 		"selector",

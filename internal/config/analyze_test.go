@@ -70,7 +70,7 @@ func TestAnalyze(t *testing.T) {
       connectionPool: {tcp: {maxConnections: 10}}
 `, []string{
 			"warning: DestinationRule default/reviews: spec.exportTo: not enforced yet",
-			"warning: DestinationRule default/reviews: spec.subsets[1].trafficPolicy.connectionPool: not enforced yet",
+			"warning: DestinationRule default/reviews: spec.subsets[1].trafficPolicy.connectionPool.tcp: not enforced yet",
 			"warning: DestinationRule default/reviews: spec.trafficPolicy.loadBalancer: not enforced yet",
 		}},
 	}

@@ -123,6 +123,7 @@ func (p *Proxy) compile(res xdsclient.Resources) (*forward.Config, *listener.Pol
 		case spec.TLS != nil:
 			rt = p.transports.ForTLS(spec.ConnectTimeout, forward.UpstreamTLS{
 				Roots: roots, Identity: id, SNI: spec.TLS.SNI, SubjectAltNames: spec.TLS.SubjectAltNames,
+				KeepHTTP1: spec.TLS.KeepHTTP1,
 			})
 			opts = append(opts, cluster.WithTLS(&cluster.TLS{SNI: spec.TLS.SNI, SubjectAltNames: spec.TLS.SubjectAltNames}))
 		default:

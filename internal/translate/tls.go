@@ -286,5 +286,10 @@ func (t *translation) outboundClusterResource(c outboundCluster) (*clusterv3.Clu
 	if cl.TransportSocket, err = upstreamTLS(c.name, t.clusterSANs(c.endpoints)); err != nil {
 		return nil, err
 	}
+	if keepsHTTP1(c) {
+		if err := keepDownstreamProtocol(cl); err != nil {
+			return nil, err
+		}
+	}
 	return cl, nil
 }

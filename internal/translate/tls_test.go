@@ -94,6 +94,11 @@ func TestTranslateSecurityGolden(t *testing.T) {
 			policy: modes(map[string]MTLSMode{"productpage": MTLSDisable, "ratings": MTLSDisable}),
 		},
 		{
+			name:   "security on: http/1.1 stays http/1.1 where a destination rule says do not upgrade, except in a subset that says upgrade",
+			drs:    []*mesh.DestinationRule{reviewsKeepsHTTP1()},
+			policy: modes(nil),
+		},
+		{
 			name:   "security on: destination rule tls disable sends plaintext at rule, subset and port level",
 			drs:    []*mesh.DestinationRule{reviewsMixed, ratingsPort},
 			policy: modes(nil),
@@ -249,4 +254,18 @@ func sansOf(t *testing.T, c *clusterv3.Cluster) []string {
 		out = append(out, m.GetMatcher().GetExact())
 	}
 	return out
+}
+
+// reviewsKeepsHTTP1 is reviewsRule with h2UpgradePolicy DO_NOT_UPGRADE,
+// which subset v3 overrides with UPGRADE.
+func reviewsKeepsHTTP1() *mesh.DestinationRule {
+	dr := reviewsRule()
+	pool := func(p networking.ConnectionPoolSettings_HTTPSettings_H2UpgradePolicy) *networking.TrafficPolicy {
+		return &networking.TrafficPolicy{ConnectionPool: &networking.ConnectionPoolSettings{
+			Http: &networking.ConnectionPoolSettings_HTTPSettings{H2UpgradePolicy: p},
+		}}
+	}
+	dr.Spec.TrafficPolicy = pool(networking.ConnectionPoolSettings_HTTPSettings_DO_NOT_UPGRADE)
+	dr.Spec.Subsets[2].TrafficPolicy = pool(networking.ConnectionPoolSettings_HTTPSettings_UPGRADE)
+	return dr
 }

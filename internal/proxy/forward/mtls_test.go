@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -94,13 +96,18 @@ func startMeshPair(t testing.TB, backend string) *meshPair {
 
 // useMTLS points the client's cluster at the server over mTLS, accepting
 // the server identities sans.
-func (m *meshPair) useMTLS(t testing.TB, sans ...string) {
+func (m *meshPair) useMTLS(t testing.TB, sans ...string) { m.useMTLSWith(t, false, sans...) }
+
+// useMTLSWith is useMTLS, with HTTP/1.1 kept as HTTP/1.1 between the
+// sidecars when keepHTTP1 is set (DestinationRule h2UpgradePolicy
+// DO_NOT_UPGRADE).
+func (m *meshPair) useMTLSWith(t testing.TB, keepHTTP1 bool, sans ...string) {
 	t.Helper()
 	tbl, err := route.Compile(route.ConfigSpec{Name: "outbound", VirtualHosts: []route.VirtualHostSpec{simpleVhost("reviews", "reviews", 0)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt := m.client.tr.ForTLS(time.Second, UpstreamTLS{Roots: m.roots, Identity: m.clientID, SNI: "reviews", SubjectAltNames: sans})
+	rt := m.client.tr.ForTLS(time.Second, UpstreamTLS{Roots: m.roots, Identity: m.clientID, SNI: "reviews", SubjectAltNames: sans, KeepHTTP1: keepHTTP1})
 	m.client.src.Store(&Config{
 		Listeners: map[string]*Listener{"outbound": {Name: "outbound", RouteConfigName: "outbound", Routes: tbl}},
 		Clusters: map[string]*cluster.Cluster{"reviews": cluster.New("reviews", time.Second, []cluster.Endpoint{{Address: m.inbound}}, rt,
@@ -281,4 +288,67 @@ func (m *meshPair) useH2C(t testing.TB) {
 		Listeners: map[string]*Listener{"outbound": {Name: "outbound", RouteConfigName: "outbound", Routes: tbl}},
 		Clusters:  map[string]*cluster.Cluster{"reviews": cluster.New("reviews", time.Second, []cluster.Endpoint{{Address: m.inbound}}, h2c)},
 	})
+}
+
+// TestMTLSMultiplexesHTTP1OverHTTP2 checks issue 3's default: concurrent
+// HTTP/1.1 requests from the app share one HTTP/2 connection between the
+// sidecars, and only a cluster that keeps HTTP/1.1 uses the engine's
+// HTTP/1.1 client over mTLS.
+func TestMTLSMultiplexesHTTP1OverHTTP2(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer backend.Close()
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keepHTTP1=%v", keep), func(t *testing.T) {
+			m := startMeshPair(t, backend.Listener.Addr().String())
+			m.useMTLSWith(t, keep, serverSpiffe)
+			tr := &http.Transport{MaxIdleConnsPerHost: 8}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+			// One request first: concurrent first requests may each dial
+			// before any connection exists (net/http's HTTP/2 pool does
+			// not wait for a dial in flight).
+			req, _ := http.NewRequest("GET", "http://"+m.client.addr+"/", nil)
+			req.Host = "reviews"
+			if res, err := client.Do(req); err != nil {
+				t.Fatal(err)
+			} else {
+				res.Body.Close()
+			}
+			var wg sync.WaitGroup
+			var failures atomic.Int64
+			for range 8 {
+				wg.Go(func() {
+					for range 20 {
+						req, _ := http.NewRequest("GET", "http://"+m.client.addr+"/", nil)
+						req.Host = "reviews"
+						res, err := client.Do(req)
+						if err != nil {
+							failures.Add(1)
+							continue
+						}
+						_, _ = io.Copy(io.Discard, res.Body)
+						res.Body.Close()
+						if res.StatusCode != 200 {
+							failures.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if n := failures.Load(); n != 0 {
+				t.Fatalf("%d requests failed", n)
+			}
+			var stats strings.Builder
+			if err := m.client.tr.WriteStats(&stats); err != nil {
+				t.Fatal(err)
+			}
+			h1Used := !strings.Contains(stats.String(), "upstream.http1.connections_opened 0\n")
+			if !keep && (m.inStats.TLS.Load() != 1 || h1Used) {
+				t.Errorf("default: %d TLS connections between the sidecars (want 1, HTTP/2), HTTP/1.1 client used %v:\n%s", m.inStats.TLS.Load(), h1Used, stats.String())
+			}
+			if keep && !h1Used {
+				t.Errorf("keepHTTP1: the HTTP/1.1 client over mTLS was not used:\n%s", stats.String())
+			}
+		})
+	}
 }

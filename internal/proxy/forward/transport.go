@@ -57,6 +57,11 @@ type UpstreamTLS struct {
 	SNI string
 	// SubjectAltNames are the SPIFFE IDs a server may have.
 	SubjectAltNames []string
+	// KeepHTTP1 lets HTTP/1.1 requests go as HTTP/1.1 (the cluster's
+	// DestinationRule says h2UpgradePolicy DO_NOT_UPGRADE). Without it,
+	// weft's default, every request to the cluster is multiplexed over
+	// HTTP/2, whatever the app speaks.
+	KeepHTTP1 bool
 }
 
 type tlsKey struct {
@@ -65,6 +70,7 @@ type tlsKey struct {
 	identity       identity.Source
 	sni            string
 	sans           string
+	keepHTTP1      bool
 }
 
 type tlsEntry struct {
@@ -74,19 +80,21 @@ type tlsEntry struct {
 
 // ForTLS returns the mTLS transport for a cluster: TLS 1.3, the proxy's
 // current certificate on each new connection, servers verified against
-// u.Roots with a SPIFFE ID in u.SubjectAltNames, sessions resumed. The
+// u.Roots with a SPIFFE ID in u.SubjectAltNames, sessions resumed. By
+// default (issue 3) every request is multiplexed over pooled HTTP/2
+// connections (ALPN h2), whatever the app speaks. With u.KeepHTTP1 the
 // protocol of the request is kept from hop to hop, as Istio's sidecars do
-// by default: HTTP/2 requests (gRPC among them) are multiplexed over pooled
-// HTTP/2 connections (ALPN h2), and HTTP/1.1 requests go as HTTP/1.1 over
-// pooled TLS connections (ALPN http/1.1), through the engine's own client
-// when it can carry them. Measured on loopback (BenchmarkForwardMTLS, make
-// bench), net/http's HTTP/2 costs a mesh hop far more than TLS does: a
-// goroutine per stream on both sides and separate writes for headers and
-// body. Requests must use the https scheme. It is called when
+// by default: HTTP/2 requests (gRPC among them) over HTTP/2, and HTTP/1.1
+// requests as HTTP/1.1 over pooled TLS connections (ALPN http/1.1),
+// through the engine's own client when it can carry them. Measured on
+// loopback (BenchmarkForwardMTLS, make bench), net/http's HTTP/2 costs a
+// mesh hop far more than TLS does: a goroutine per stream on both sides
+// and separate writes for headers and body. Requests must use the https
+// scheme. It is called when
 // configuration is compiled, never on the request path; the same settings
 // return the same transport. u.Identity must be comparable (a pointer).
 func (t *Transports) ForTLS(connectTimeout time.Duration, u UpstreamTLS) http.RoundTripper {
-	key := tlsKey{connectTimeout, u.Roots.Digest(), u.Identity, u.SNI, strings.Join(u.SubjectAltNames, "\n")}
+	key := tlsKey{connectTimeout, u.Roots.Digest(), u.Identity, u.SNI, strings.Join(u.SubjectAltNames, "\n"), u.KeepHTTP1}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.tls[key]
@@ -101,6 +109,7 @@ func (t *Transports) ForTLS(connectTimeout time.Duration, u UpstreamTLS) http.Ro
 				return dialTLS(ctx, dialer, addr, h1cfg, connectTimeout, u.Identity, t.sessions, "http/1.1|")
 			}, idleConnTimeout, maxIdleConnsPerHost),
 			keepH2: true,
+			h2Only: !u.KeepHTTP1,
 		}}
 		t.tls[key] = e
 	}
@@ -156,11 +165,14 @@ type Upstream struct {
 	// keepH2 sends HTTP/2 requests with rt (HTTP/2) even when the fast
 	// path could carry them: mTLS clusters keep the request's protocol.
 	keepH2 bool
+	// h2Only sends every request with rt: an mTLS cluster that
+	// multiplexes all its requests over HTTP/2 (the default).
+	h2Only bool
 }
 
 // fast reports whether r goes through the engine's own client.
 func (u *Upstream) fast(r *http.Request) bool {
-	return h1Eligible(r) && (r.ProtoMajor == 1 || !u.keepH2)
+	return !u.h2Only && h1Eligible(r) && (r.ProtoMajor == 1 || !u.keepH2)
 }
 
 // RoundTrip sends r with net/http's Transport.

@@ -15,6 +15,7 @@ import (
 	routepb "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmpb "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlspb "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httppb "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherpb "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -502,7 +503,8 @@ func decodeCluster(c *clusterpb.Cluster) (*Cluster, error) {
 	if p := c.GetLbPolicy(); p != clusterpb.Cluster_ROUND_ROBIN {
 		return nil, fail("lb_policy", "%s not supported, want ROUND_ROBIN", p)
 	}
-	if err := onlyFields(c, "name", "type", "eds_cluster_config", "connect_timeout", "lb_policy", "load_assignment", "transport_socket"); err != nil {
+	if err := onlyFields(c, "name", "type", "eds_cluster_config", "connect_timeout", "lb_policy", "load_assignment", "transport_socket",
+		"typed_extension_protocol_options"); err != nil {
 		return nil, err
 	}
 	out := &Cluster{Name: c.GetName(), ConnectTimeout: cluster.DefaultConnectTimeout}
@@ -512,6 +514,16 @@ func decodeCluster(c *clusterpb.Cluster) (*Cluster, error) {
 			return nil, at("transport_socket", err)
 		}
 		out.TLS = t
+	}
+	if opts := c.GetTypedExtensionProtocolOptions(); len(opts) > 0 {
+		keep, err := decodeProtocolOptions(opts)
+		if err != nil {
+			return nil, at("typed_extension_protocol_options", err)
+		}
+		if out.TLS == nil {
+			return nil, fail("typed_extension_protocol_options", "only mTLS clusters choose their HTTP protocol; plaintext ones keep the request's")
+		}
+		out.TLS.KeepHTTP1 = keep
 	}
 	if ct := c.GetConnectTimeout(); ct != nil {
 		if err := ct.CheckValid(); err != nil {
@@ -628,4 +640,53 @@ func decodeLbEndpoint(lbe *endpointpb.LbEndpoint) (cluster.Endpoint, error) {
 		return cluster.Endpoint{}, fail(sp+".port_value", "%d is not a port", port)
 	}
 	return cluster.Endpoint{Address: net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(port), 10))}, nil
+}
+
+// httpProtocolOptionsURL is the type of a cluster's HTTP protocol options.
+const (
+	httpProtocolOptionsURL = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+)
+
+// decodeProtocolOptions reads a cluster's typed_extension_protocol_options:
+// only HttpProtocolOptions with use_downstream_protocol_config (HTTP/1.1
+// requests stay HTTP/1.1 over mTLS, HTTP/2 stays HTTP/2) or
+// explicit_http_config with http2_protocol_options (weft's default for
+// mTLS clusters: HTTP/2), each with no option set.
+func decodeProtocolOptions(opts map[string]*anypb.Any) (keepHTTP1 bool, err error) {
+	const key = httpProtocolOptionsKey
+	for k := range opts {
+		if k != key {
+			return false, fail(fmt.Sprintf("[%q]", k), "not supported, want %q", key)
+		}
+	}
+	path := fmt.Sprintf("[%q]", key)
+	po := new(httppb.HttpProtocolOptions)
+	if err := unmarshalAny(opts[key], httpProtocolOptionsURL, po); err != nil {
+		return false, at(path, err)
+	}
+	if err := onlyFields(po, "explicit_http_config", "use_downstream_protocol_config"); err != nil {
+		return false, at(path, err)
+	}
+	switch {
+	case po.GetUseDownstreamProtocolConfig() != nil:
+		u := po.GetUseDownstreamProtocolConfig()
+		if err := onlyFields(u, "http_protocol_options", "http2_protocol_options"); err != nil {
+			return false, at(path+".use_downstream_protocol_config", err)
+		}
+		for name, m := range map[string]proto.Message{"http_protocol_options": u.GetHttpProtocolOptions(), "http2_protocol_options": u.GetHttp2ProtocolOptions()} {
+			if m.ProtoReflect().IsValid() {
+				if err := onlyFields(m); err != nil {
+					return false, at(path+".use_downstream_protocol_config."+name, err)
+				}
+			}
+		}
+		return true, nil
+	case po.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil:
+		if err := onlyFields(po.GetExplicitHttpConfig().GetHttp2ProtocolOptions()); err != nil {
+			return false, at(path+".explicit_http_config.http2_protocol_options", err)
+		}
+		return false, nil
+	}
+	return false, fail(path, "want use_downstream_protocol_config or explicit_http_config.http2_protocol_options")
 }

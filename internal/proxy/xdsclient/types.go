@@ -52,7 +52,7 @@ const (
 
 	hcmURL      = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 	tcpProxyURL = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-	routerURL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+	routerURL   = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 )
 
 var (
@@ -132,6 +132,11 @@ type UpstreamTLS struct {
 	// ValidationSecret names the Secret holding the trust bundle; always
 	// ROOTCA.
 	ValidationSecret string `json:"validation_secret"`
+	// KeepHTTP1 sends HTTP/1.1 requests as HTTP/1.1 (ALPN http/1.1)
+	// instead of multiplexing every request over HTTP/2, the default: the
+	// cluster's use_downstream_protocol_config (DestinationRule
+	// h2UpgradePolicy DO_NOT_UPGRADE).
+	KeepHTTP1 bool `json:"keep_http1,omitempty"`
 }
 
 // DownstreamTLS is a listener's decoded DownstreamTlsContext: TLS 1.3,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/weft-mesh/weft/internal/config"
+	"github.com/weft-mesh/weft/internal/mesh"
 )
 
 func newGetCmd() *cobra.Command {
@@ -40,12 +42,13 @@ func newGetCmd() *cobra.Command {
 				return printObject(out, output, map[string]any{"items": wls})
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAMESPACE\tSERVICE\tID\tLABELS\tADDRESS\tAPP")
+			fmt.Fprintln(tw, "NAMESPACE\tSERVICE\tID\tLABELS\tADDRESS\tAPP\tPROTOCOL")
 			for _, w := range wls {
 				if namespace != "" && w.Namespace != namespace {
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", w.Namespace, w.Service, w.ID, formatLabels(w.Labels), w.InboundAddr, w.AppAddr)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", w.Namespace, w.Service, w.ID, formatLabels(w.Labels), w.InboundAddr, w.AppAddr,
+					cmp.Or(w.Protocol, mesh.ProtocolHTTP))
 			}
 			return tw.Flush()
 		}

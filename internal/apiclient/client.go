@@ -173,6 +173,7 @@ type Workload struct {
 	ServiceAccount string            `json:"serviceAccount"`
 	Labels         map[string]string `json:"labels"`
 	ServicePort    uint32            `json:"servicePort"`
+	Protocol       string            `json:"protocol,omitempty"` // "http" when empty, or "tcp"
 	InboundAddr    string            `json:"inboundAddr"`
 	OutboundAddr   string            `json:"outboundAddr"`
 	AppAddr        string            `json:"appAddr"`

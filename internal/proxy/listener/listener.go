@@ -19,9 +19,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/weft-mesh/weft/internal/proxy/framing"
+	"github.com/weft-mesh/weft/internal/proxy/h1server"
 	"github.com/weft-mesh/weft/internal/proxy/peer"
 )
 
@@ -34,6 +37,32 @@ type Server struct {
 	policy func() *Policy
 	det    *detector
 	stats  Stats
+
+	// own, when set, serves HTTP/1.x connections with weft's own loop
+	// and hands what it does not serve to srv (see h1server).
+	own     *h1server.Server
+	handoff *handoffListener
+	handed  sync.Map // framing.Conn handed to srv -> *peer.Info
+
+	mu       sync.Mutex
+	serveLn  net.Listener // what Serve accepts from, once it runs
+	stopping bool
+}
+
+// OwnHTTP1Default says whether listeners serve HTTP/1.x with weft's own
+// server loop (internal/proxy/h1server) rather than net/http's. The
+// environment variable WEFT_PROXY_H1SERVER ("on" or "off") overrides it,
+// for measurements and as an escape hatch.
+const OwnHTTP1Default = false
+
+func ownHTTP1() bool {
+	switch os.Getenv("WEFT_PROXY_H1SERVER") {
+	case "on", "1", "true":
+		return true
+	case "off", "0", "false":
+		return false
+	}
+	return OwnHTTP1Default
 }
 
 // New returns a server for the already bound ln that hands every request
@@ -65,7 +94,24 @@ func New(name string, ln net.Listener, h http.Handler, log *slog.Logger) *Server
 	}
 	s := &Server{name: name, ln: ln, srv: srv, log: log}
 	srv.ConnContext = s.connContext
+	s.SetOwnHTTP1(ownHTTP1())
 	return s
+}
+
+// SetOwnHTTP1 turns weft's own HTTP/1.x server loop on or off for the
+// connections accepted from now on. Call it before Serve.
+func (s *Server) SetOwnHTTP1(on bool) {
+	if !on {
+		s.own = nil
+		return
+	}
+	s.own = &h1server.Server{
+		Handler:           s.srv.Handler,
+		HandOff:           s.handOff,
+		ReadHeaderTimeout: s.srv.ReadHeaderTimeout,
+		IdleTimeout:       s.srv.IdleTimeout,
+		Log:               s.log,
+	}
 }
 
 // SetPolicy makes the listener classify every new connection with the
@@ -80,6 +126,9 @@ func (s *Server) SetPolicy(policy func() *Policy) { s.policy = policy }
 func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
 	if fc, ok := c.(*framing.Conn); ok {
 		ctx = context.WithValue(ctx, framingKey{}, fc)
+	}
+	if v, ok := s.handed.LoadAndDelete(c); ok {
+		return peer.NewContext(ctx, v.(*peer.Info))
 	}
 	var info *peer.Info
 	if s.det != nil {
@@ -131,10 +180,87 @@ func (s *Server) Serve() error {
 		// Shutdown closes it too, unless it came before Serve.
 		defer s.det.Close()
 	}
+	if s.own != nil {
+		return s.serveOwn(ln)
+	}
 	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// serveOwn accepts from ln and serves each HTTP/1.x connection with the
+// own loop, which hands over to net/http what it does not serve itself;
+// HTTP/2 over TLS goes straight to net/http.
+func (s *Server) serveOwn(ln net.Listener) error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.serveLn = ln
+	s.handoff = newHandoffListener(ln.Addr())
+	s.mu.Unlock()
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- s.srv.Serve(s.handoff) }()
+	base := context.WithValue(context.Background(), http.ServerContextKey, s.srv)
+	var delay time.Duration
+	var err error
+	for {
+		var c net.Conn
+		c, err = ln.Accept()
+		if err != nil {
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() && !s.isStopping() {
+				// As net/http does for temporary accept errors (EMFILE...).
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			break
+		}
+		delay = 0
+		fc, ok := c.(*framing.Conn)
+		if !ok {
+			// HTTP/2 over TLS (ALPN h2): net/http's.
+			s.handoff.push(c)
+			continue
+		}
+		ctx := context.WithValue(base, http.LocalAddrContextKey, c.LocalAddr())
+		ctx = s.connContext(ctx, fc)
+		go s.own.ServeConn(ctx, fc.Conn)
+	}
+	if s.isStopping() {
+		// Shutdown closes the hand-off listener once the own loop's
+		// connections are done; srv.Serve then returns.
+		if serr := <-srvDone; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+			return serr
+		}
+		return nil
+	}
+	s.handoff.Close()
+	<-srvDone
+	return err
+}
+
+func (s *Server) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+// handOff gives net/http a connection the own loop does not serve, read
+// through a new framing guard; c replays what the loop had read.
+func (s *Server) handOff(ctx context.Context, c net.Conn) {
+	fc := framing.NewConn(c)
+	if info, ok := peer.FromContext(ctx); ok {
+		s.handed.Store(fc, info)
+	}
+	if !s.handoff.push(fc) {
+		s.handed.Delete(fc)
+	}
 }
 
 // Shutdown stops accepting connections and waits for requests in flight to
@@ -142,9 +268,28 @@ func (s *Server) Serve() error {
 // it closes the remaining connections, aborting their requests, and returns
 // ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+	var err error
+	if s.own != nil {
+		s.mu.Lock()
+		s.stopping = true
+		ln := s.serveLn
+		s.mu.Unlock()
+		if ln != nil {
+			ln.Close()
+		}
+		// The own loop's connections first: a request in flight there
+		// may still hand its connection to net/http, which must then
+		// take it.
+		err = s.own.Shutdown(ctx)
+	}
+	if err == nil {
+		err = s.srv.Shutdown(ctx)
+	}
 	if err != nil {
 		s.log.Warn("drain deadline passed; closing remaining connections", "err", err)
+		if s.own != nil {
+			s.own.Close()
+		}
 		_ = s.srv.Close()
 	}
 	return err
@@ -207,3 +352,46 @@ func refuseAmbiguousFraming(h http.Handler) http.Handler {
 		}
 	})
 }
+
+// handoffListener is the net.Listener net/http serves when the own loop
+// runs: connections arrive from the accept loop (HTTP/2 over TLS) and from
+// the own loop (whatever it hands over).
+type handoffListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newHandoffListener(addr net.Addr) *handoffListener {
+	return &handoffListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// push hands c to net/http, or closes it if the listener is closed.
+func (l *handoffListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		c.Close()
+		return false
+	}
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+var _ net.Listener = (*handoffListener)(nil)

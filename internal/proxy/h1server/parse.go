@@ -1,0 +1,220 @@
+package h1server
+
+import (
+	"bytes"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// head is one request head as the loop parsed it, or the reason it must
+// go to net/http instead.
+type head struct {
+	method, target string
+	url            *url.URL
+	proto11        bool
+	header         http.Header
+	host           string
+	contentLength  int64
+	close          bool // the client asked to close after the response
+	keepAlive10    bool // an HTTP/1.0 client asked for keep-alive
+}
+
+// headEnd returns the length of the head at the start of b, through the
+// empty line that ends it, or -1 if b holds no whole head yet. Lines end in
+// LF with an optional CR before it, as net/textproto reads them, so that a
+// head net/http would take is never waited on forever; parseHead then
+// hands anything but CRLF lines to net/http.
+func headEnd(b []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		lf := i + j
+		i = lf + 1
+		switch {
+		case lf == 0, lf == 1 && b[0] == '\r':
+			return i
+		case b[lf-1] == '\n', b[lf-1] == '\r' && lf >= 2 && b[lf-2] == '\n':
+			return i
+		}
+	}
+}
+
+// parseHead parses a whole request head (request line, header lines, the
+// empty line) strictly. It returns false for anything the loop leaves to
+// net/http: whatever net/http refuses (it answers with its own error),
+// whatever needs more than a Content-Length body (Transfer-Encoding,
+// Expect, Upgrade, Trailer), CONNECT and HTTP/2's preface, and whatever
+// is unusual enough that agreeing with net/http byte for byte is not worth
+// the code (obsolete line folding, bare LF line endings, a repeated
+// Content-Length). On true, h describes the request exactly as net/http's
+// server would.
+//
+// Every string in h is a substring of one copy of b.
+func parseHead(b []byte, h *head) bool {
+	if len(b) < 4 || string(b[len(b)-4:]) != "\r\n\r\n" {
+		return false
+	}
+	s := string(b)
+	line, rest, _ := strings.Cut(s, "\n")
+	line, ok := strings.CutSuffix(line, "\r")
+	if !ok || hasCTL(line) {
+		// Controls in the request line are net/http's 400 (a CR, or a
+		// control character in the target).
+		return false
+	}
+	method, rest0, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(rest0, " ")
+	if !ok1 || !ok2 || !validToken(method) || target == "" {
+		return false
+	}
+	switch proto {
+	case "HTTP/1.1":
+		h.proto11 = true
+	case "HTTP/1.0":
+		h.proto11 = false
+	default:
+		return false // HTTP/0.9 has no version; PRI is HTTP/2.0; others are 505s
+	}
+	if method == http.MethodConnect || method == "PRI" {
+		return false
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return false
+	}
+	h.method, h.target, h.url = method, target, u
+
+	// One value slot per line, as net/textproto sizes its map.
+	lines := strings.Count(rest, "\n") - 1
+	hdr := make(http.Header, lines)
+	vals := make([]string, 0, lines)
+	var hosts, lengths int
+	var host, length string
+	for {
+		line, rest, _ = strings.Cut(rest, "\n")
+		line, ok = strings.CutSuffix(line, "\r")
+		if !ok {
+			return false
+		}
+		if line == "" {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return false // obsolete line folding
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !validToken(name) {
+			// No colon, an empty name, a space before the colon, or a
+			// byte no name may hold: net/http's 400.
+			return false
+		}
+		value = trimOWS(value)
+		if !validValue(value) {
+			return false // NUL, CR, another control: net/http's 400
+		}
+		key := http.CanonicalHeaderKey(name)
+		switch key {
+		case "Host":
+			hosts++
+			host = value
+			continue // net/http moves it to Request.Host
+		case "Content-Length":
+			lengths++
+			length = value
+		case "Transfer-Encoding", "Expect", "Upgrade", "Trailer":
+			return false
+		}
+		vals = append(vals, value)
+		if vv, ok := hdr[key]; ok {
+			hdr[key] = append(vv, value)
+		} else {
+			hdr[key] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
+	}
+	switch {
+	case hosts > 1, hosts == 0 && h.proto11, hosts == 1 && !httpguts.ValidHostHeader(host):
+		return false
+	}
+	h.host = u.Host
+	if h.host == "" {
+		h.host = host
+	}
+	h.contentLength = 0
+	if lengths > 1 {
+		return false // differing: net/http's 400; identical: net/http folds them
+	}
+	if lengths == 1 {
+		n, err := strconv.ParseUint(length, 10, 63)
+		if err != nil || length[0] == '+' {
+			return false
+		}
+		h.contentLength = int64(n)
+	}
+	// As net/http: "Pragma: no-cache" alone means "Cache-Control: no-cache".
+	if p := hdr["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
+		if _, ok := hdr["Cache-Control"]; !ok {
+			hdr["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	conn := hdr["Connection"]
+	hasClose := httpguts.HeaderValuesContainsToken(conn, "close")
+	if h.proto11 {
+		h.close = hasClose
+		h.keepAlive10 = false
+	} else {
+		h.keepAlive10 = httpguts.HeaderValuesContainsToken(conn, "keep-alive")
+		h.close = hasClose || !h.keepAlive10
+	}
+	h.header = hdr
+	return true
+}
+
+// trimOWS trims spaces and tabs at both ends, as net/textproto does.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < ' ' || b == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// validValue reports whether a field value holds no control character
+// but tab.
+func validValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validToken reports whether s is a non-empty RFC 9110 token.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !httpguts.IsTokenRune(rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}

@@ -62,7 +62,7 @@ type Settings struct {
 
 // Path is one way from the load generator to the echo server.
 type Path struct {
-	Name  string `json:"name"`  // direct, weft-plain, weft-mtls, nginx, nginx-tls
+	Name  string `json:"name"`  // direct, weft-plain, weft-mtls, weft-mtls-h1, nginx, nginx-tls
 	Title string `json:"title"` // e.g. "weft → weft"
 	// Transport is what travels between the two proxies, as observed
 	// (weft: the client sidecar's config dump) or configured (nginx).
@@ -240,6 +240,8 @@ func (r *Report) summarize() {
 		{"weft plaintext / nginx", "weft-plain", "nginx"},
 		{"weft mTLS / nginx TLS", "weft-mtls", "nginx-tls"},
 		{"weft mTLS / weft plaintext", "weft-mtls", "weft-plain"},
+		{"weft mTLS DO_NOT_UPGRADE / nginx TLS", "weft-mtls-h1", "nginx-tls"},
+		{"weft mTLS DO_NOT_UPGRADE / weft plaintext", "weft-mtls-h1", "weft-plain"},
 	} {
 		a, b := r.path(c.a), r.path(c.b)
 		if a == nil || b == nil || a.Summary == nil || b.Summary == nil {

@@ -86,7 +86,7 @@ func Defaults(mode string) (Options, error) {
 }
 
 // AllPaths are the paths in their nominal order.
-var AllPaths = []string{"direct", "nginx", "weft-plain", "nginx-tls", "weft-mtls"}
+var AllPaths = []string{"direct", "nginx", "weft-plain", "nginx-tls", "weft-mtls", "weft-mtls-h1"}
 
 // pathRun is a path being measured.
 type pathRun struct {
@@ -164,7 +164,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		return nil, err
 	}
 	var weftBin, proxyBin string
-	if want("weft-plain") || want("weft-mtls") {
+	if want("weft-plain") || want("weft-mtls") || want("weft-mtls-h1") {
 		log.Info("building bin/weft and bin/weft-proxy")
 		if weftBin, proxyBin, err = buildWeft(ctx, o.GoBin, o.Repo); err != nil {
 			return nil, err
@@ -213,7 +213,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			return nil, err
 		}
 	}
-	if want("weft-plain") || want("weft-mtls") {
+	if want("weft-plain") || want("weft-mtls") || want("weft-mtls-h1") {
 		sec, err := setupWeft(ctx, log, ps, weftBin, proxyBin, tmp, echoAddr, want, add)
 		if err != nil {
 			return nil, err
@@ -571,16 +571,34 @@ spec:
   trafficPolicy:
     tls:
       mode: DISABLE
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: echo-h1
+  namespace: default
+spec:
+  host: echo-h1
+  trafficPolicy:
+    connectionPool:
+      http:
+        h2UpgradePolicy: DO_NOT_UPGRADE
 `); err != nil {
 		return "", err
 	}
 	type pair struct {
 		name, title, service string
 		wantTLS              bool
+		// transport describes the hop between the sidecars when the
+		// client sidecar's cluster has TLS.
+		transport string
 	}
 	for _, pp := range []pair{
-		{"weft-plain", "weft → weft, mTLS disabled", "echo-plain", false},
-		{"weft-mtls", "weft → weft, mTLS (default)", "echo", true},
+		{"weft-plain", "weft → weft, mTLS disabled", "echo-plain", false, ""},
+		{"weft-mtls", "weft → weft, mTLS (default)", "echo", true,
+			"mTLS (TLS 1.3), HTTP/2 (ALPN h2): every request multiplexed over HTTP/2, the default"},
+		{"weft-mtls-h1", "weft → weft, mTLS, DO_NOT_UPGRADE", "echo-h1", true,
+			"mTLS (TLS 1.3), HTTP/1.1 (ALPN http/1.1) as the client sent it: DestinationRule `h2UpgradePolicy: DO_NOT_UPGRADE`"},
 	} {
 		if !want(pp.name) {
 			continue
@@ -617,9 +635,10 @@ spec:
 		case err != nil:
 			p.Transport = "unknown (" + err.Error() + ")"
 		case tls:
-			// The load is HTTP/1.1, which weft keeps as HTTP/1.1 over mTLS
-			// (HTTP/2 requests go as HTTP/2).
-			p.Transport = "mTLS (TLS 1.3; HTTP/1.1, as the client sent it): the client sidecar's cluster has `" + evidence[strings.LastIndexByte(evidence, '.')+1:] + "`"
+			// The connection count in the table tells the two apart: one
+			// or a few for HTTP/2, one per concurrent request for
+			// HTTP/1.1.
+			p.Transport = pp.transport + "; the client sidecar's cluster has `" + evidence[strings.LastIndexByte(evidence, '.')+1:] + "`"
 		case pp.wantTLS:
 			p.Transport = "**plaintext**: mTLS not implemented yet (no TLS on the client sidecar's cluster)"
 		default:

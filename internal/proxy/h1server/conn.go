@@ -156,13 +156,18 @@ func (c *conn) serve() {
 		}
 		c.release()
 	}()
-	for {
-		if c.br.Buffered() == 0 {
+	// Between requests net/http waits for four bytes, and closes the
+	// connection without a word if they do not come; before the first,
+	// it reads the head at once. The same here, so that a few stray
+	// bytes after a response meet the same fate.
+	want := 1
+	for ; ; want = 4 {
+		if c.br.Buffered() < want {
 			if !c.setIdle(true) {
 				return
 			}
 			c.idleDeadline()
-			_, err := c.br.Peek(1)
+			_, err := c.br.Peek(want)
 			if !c.setIdle(false) || err != nil {
 				return
 			}
@@ -179,11 +184,6 @@ func (c *conn) serve() {
 			}
 			_, _ = c.br.Discard(n)
 			c.lastPost = false
-			if c.br.Buffered() == 0 {
-				// net/http would read on for the next request with
-				// lastMethod cleared; so do we.
-				continue
-			}
 		}
 		b, err := c.readHead()
 		if errors.Is(err, errHandedOff) || err == nil && !parseHead(b, &c.h) {
@@ -321,7 +321,7 @@ func (c *conn) serveRequest() (keep bool) {
 	req := c.tmpl.WithContext(ctx)
 	c.tmpl = http.Request{}
 	w := &response{c: c, req: req, body: b, header: c.hdr, contentLength: -1,
-		isHEAD: h.method == http.MethodHead, proto11: h.proto11, wantsClose: h.close && h.proto11, wants10KeepAlive: h.keepAlive10}
+		isHEAD: h.method == http.MethodHead, proto11: h.proto11, wantsClose: h.wantsClose, wants10KeepAlive: h.keepAlive10}
 	defer clear(c.hdr)
 
 	c.armWatch(cancel, b == nil)

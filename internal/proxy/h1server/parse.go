@@ -20,6 +20,7 @@ type head struct {
 	host           string
 	contentLength  int64
 	close          bool // the client asked to close after the response
+	wantsClose     bool // the server's reading of Connection: close
 	keepAlive10    bool // an HTTP/1.0 client asked for keep-alive
 }
 
@@ -162,15 +163,21 @@ func parseHead(b []byte, h *head) bool {
 			hdr["Cache-Control"] = []string{"no-cache"}
 		}
 	}
+	// Request.Close as net/http sets it (the whole list), and what its
+	// server then acts on (the first value, token by token).
 	conn := hdr["Connection"]
 	hasClose := httpguts.HeaderValuesContainsToken(conn, "close")
 	if h.proto11 {
 		h.close = hasClose
-		h.keepAlive10 = false
 	} else {
-		h.keepAlive10 = httpguts.HeaderValuesContainsToken(conn, "keep-alive")
-		h.close = hasClose || !h.keepAlive10
+		h.close = hasClose || !httpguts.HeaderValuesContainsToken(conn, "keep-alive")
 	}
+	var first string
+	if len(conn) > 0 {
+		first = conn[0]
+	}
+	h.wantsClose = hasToken(first, "close")
+	h.keepAlive10 = !h.proto11 && hasToken(first, "keep-alive")
 	h.header = hdr
 	return true
 }

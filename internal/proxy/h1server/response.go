@@ -25,6 +25,9 @@ const largeWrite = 4 << 10
 // flushAt is the buffered size at which the response is written out.
 const flushAt = 16 << 10
 
+// sniffLen is how much of the body http.DetectContentType looks at.
+const sniffLen = 512
+
 // response is the http.ResponseWriter of one request. The status line and
 // the handler's headers are serialized at WriteHeader (so that later
 // changes to the map do not show, as net/http promises, without cloning
@@ -175,7 +178,21 @@ func (w *response) Write(p []byte) (int, error) {
 			c.pre = append(c.pre, p...)
 			return len(p), nil
 		}
-		w.commitPre()
+		// net/http decides on the buffered body topped up with p, or on
+		// p alone when nothing was buffered; the framing does not depend
+		// on it here (more than 2 KiB is chunked), the sniffed type does.
+		sniff := c.pre
+		if len(sniff) < sniffLen {
+			var buf [sniffLen]byte
+			n := copy(buf[:], c.pre)
+			n += copy(buf[n:], p)
+			sniff = buf[:n]
+		}
+		w.writeHead(sniff)
+		if len(c.pre) > 0 {
+			w.emit(c.pre)
+			c.pre = c.pre[:0]
+		}
 	}
 	w.emit(p)
 	if c.werr != nil {
@@ -421,11 +438,25 @@ func first(vv []string) string {
 	return vv[0]
 }
 
-// hasToken reports whether v holds token as a comma-separated element,
-// case-insensitively.
+// hasToken reports whether token occurs in v, ASCII case-insensitively,
+// between spaces, tabs, commas or the ends: net/http's test for
+// "Connection: close" and "keep-alive" (looser than splitting the list).
 func hasToken(v, token string) bool {
-	return v != "" && httpguts.HeaderValuesContainsToken([]string{v}, token)
+	for i := 0; i+len(token) <= len(v); i++ {
+		if i > 0 && !isTokenBoundary(v[i-1]) {
+			continue
+		}
+		if end := i + len(token); end != len(v) && !isTokenBoundary(v[end]) {
+			continue
+		}
+		if strings.EqualFold(v[i:i+len(token)], token) {
+			return true
+		}
+	}
+	return false
 }
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
 func bodyAllowedForStatus(code int) bool {
 	switch {

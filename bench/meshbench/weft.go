@@ -24,12 +24,24 @@ var httpc = &http.Client{
 	Timeout:   5 * time.Second,
 }
 
+// proxyBuildFlags are the go build flags of weft-proxy, as the Makefile's
+// PROXY_BUILD_FLAGS (with CGO_ENABLED=0): its memory depends on them, so the
+// harness measures the binary `make build` makes.
+var proxyBuildFlags = []string{"-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w"}
+
 // buildWeft builds bin/weft and bin/weft-proxy in repo, as `make build`
 // does.
 func buildWeft(ctx context.Context, goBin, repo string) (weft, proxy string, err error) {
 	for _, b := range []string{"weft", "weft-proxy"} {
-		cmd := exec.CommandContext(ctx, goBin, "build", "-o", filepath.Join("bin", b), "./cmd/"+b)
+		args := []string{"build", "-o", filepath.Join("bin", b)}
+		if b == "weft-proxy" {
+			args = append(args, proxyBuildFlags...)
+		}
+		cmd := exec.CommandContext(ctx, goBin, append(args, "./cmd/"+b)...)
 		cmd.Dir = repo
+		if b == "weft-proxy" {
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", "", fmt.Errorf("build %s: %w\n%s", b, err, lastLines(string(out), 30))
 		}

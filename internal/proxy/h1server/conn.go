@@ -131,7 +131,7 @@ func (c *conn) setIdle(idle bool) bool {
 		return false
 	}
 	c.idle = idle
-	return !c.s.shutdown
+	return !c.s.shutdown.Load()
 }
 
 // closeIfIdle closes the connection if it waits for a request. s.mu is

@@ -42,6 +42,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,7 +79,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
-	shutdown bool
+	shutdown atomic.Bool // set under mu; read without it
 	wg       sync.WaitGroup
 }
 
@@ -98,7 +99,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 func (s *Server) track(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.shutdown {
+	if s.shutdown.Load() {
 		return false
 	}
 	if s.conns == nil {
@@ -116,11 +117,7 @@ func (s *Server) untrack(c *conn) {
 	s.wg.Done()
 }
 
-func (s *Server) shuttingDown() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.shutdown
-}
+func (s *Server) shuttingDown() bool { return s.shutdown.Load() }
 
 // Shutdown makes every connection close after the request it is serving
 // (ServeConn refuses new ones from now on), closes the idle ones, and
@@ -128,7 +125,7 @@ func (s *Server) shuttingDown() bool {
 // leaves the rest to Close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.shutdown = true
+	s.shutdown.Store(true)
 	for c := range s.conns {
 		c.closeIfIdle()
 	}
@@ -150,7 +147,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // and refuses new ones.
 func (s *Server) Close() {
 	s.mu.Lock()
-	s.shutdown = true
+	s.shutdown.Store(true)
 	for c := range s.conns {
 		c.nc.Close()
 	}

@@ -11,13 +11,17 @@ import (
 )
 
 // trimExecutable drops the page-table entries of the executable's own
-// read-only mappings (code and constant data) and asks the kernel not to
-// map neighbouring pages on later faults. At start-up the kernel maps
-// every page it has cached around each one the process touches ("fault
-// around"), so a sidecar shows most of its 30 MB binary in its RSS though
-// it runs a small part of it. The pages stay in the page cache, shared
-// with every other sidecar on the host; the ones the proxy uses come back
-// on first use, one by one, without I/O.
+// read-only mappings (code and constant data). On every page fault the
+// kernel maps the cached pages around the one touched too ("fault around",
+// 64 KiB), so once a Go program has run a while nearly all of its text and
+// read-only data show in its RSS though it uses a fraction of them.
+// weft-proxy calls this at start and again once ready, so that what
+// start-up alone touched (package initialisation, the first xDS decode and
+// compile, the first certificate) leaves its RSS; the pages the proxy goes
+// on using come back on first use, without I/O: they stay in the page
+// cache, shared with every other sidecar on the host. MADV_RANDOM keeps
+// later faults from reading ahead should the page cache have dropped them;
+// it does not stop fault-around.
 func trimExecutable() {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {

@@ -41,23 +41,30 @@ func (p *Proxy) newAdminServer() *http.Server {
 
 func (p *Proxy) handleReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
+	ready, reason := p.readiness()
+	if !ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, reason+"\n")
+		return
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}
+
+// readiness says whether the proxy is ready to serve, and if not, why.
+func (p *Proxy) readiness() (ready bool, reason string) {
 	switch {
 	case p.draining.Load():
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "draining\n")
+		return false, "draining"
 	case p.cfg.Load() == nil:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "not ready: no configuration received from the control plane yet\n")
+		return false, "not ready: no configuration received from the control plane yet"
 	case p.agent != nil && p.agent.Certificate() == nil:
-		w.WriteHeader(http.StatusServiceUnavailable)
 		msg := "not ready: no workload certificate from the control plane yet"
 		if e := p.agent.Status().LastError; e != "" {
 			msg += ": " + e
 		}
-		_, _ = io.WriteString(w, msg+"\n")
-	default:
-		_, _ = io.WriteString(w, "ready\n")
+		return false, msg
 	}
+	return true, ""
 }
 
 // configDump is the /config_dump document.

@@ -87,6 +87,12 @@ type Options struct {
 	// Logger is the root logger; each part logs with a "component" attribute.
 	// Nil discards logs.
 	Logger *slog.Logger
+	// OnReady, if set, is called once, on a goroutine of its own, when the
+	// proxy first becomes ready (as /healthz/ready says): its start-up work
+	// (first configuration decoded and compiled, first certificate) is
+	// behind it. weft-proxy uses it to give back the memory pages that only
+	// start-up touched. It is not called if Serve ends first.
+	OnReady func()
 }
 
 func (o *Options) setDefaults() {

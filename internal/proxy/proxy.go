@@ -249,6 +249,9 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	if p.agent != nil {
 		wg.Go(func() { _ = p.agent.Run(xdsCtx) })
 	}
+	if p.opts.OnReady != nil {
+		wg.Go(func() { p.awaitReady(xdsCtx) })
+	}
 	p.log.Info("weft-proxy started", "node", p.xds.NodeID(), "control_plane", p.opts.ControlPlane,
 		"outbound", p.outbound.Addr().String(), "inbound", p.inbound.Addr().String(), "admin", p.adminLn.Addr().String())
 
@@ -265,6 +268,26 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	p.transports.CloseIdleConnections()
 	p.log.Info("weft-proxy stopped")
 	return err
+}
+
+// awaitReady calls Options.OnReady once the proxy is first ready, unless
+// ctx ends before. Readiness is made by two goroutines (the xDS client's
+// apply and the identity agent), so it is polled, briefly, rather than
+// signalled from both.
+func (p *Proxy) awaitReady(ctx context.Context) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if ready, _ := p.readiness(); ready {
+			p.opts.OnReady()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // drain stops the listeners gracefully within the drain timeout, then the

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,7 +72,7 @@ type world struct {
 	stop     func() error // stops the proxy and returns Serve's result
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T, options ...func(*Options)) *world {
 	t.Helper()
 	w := &world{srv: xdstest.NewServer(t, "127.0.0.1:0"), backends: map[string]*httptest.Server{}}
 	for _, n := range []string{"app", "reviews-v1", "reviews-v2", "ratings", "other"} {
@@ -90,7 +91,7 @@ func newWorld(t *testing.T) *world {
 	}))
 	t.Cleanup(w.backends["stream"].Close)
 
-	p, err := New(Options{
+	opts := Options{
 		ControlPlane: w.srv.Addr,
 		InsecureXDS:  true,
 		Service:      "productpage",
@@ -100,7 +101,11 @@ func newWorld(t *testing.T) *world {
 		AdminAddr:    "127.0.0.1:0",
 		DrainTimeout: 2 * time.Second,
 		Logger:       testLogger(),
-	})
+	}
+	for _, o := range options {
+		o(&opts)
+	}
+	p, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,6 +579,39 @@ func TestAdminEndpoints(t *testing.T) {
 		if !strings.Contains(stats, want) {
 			t.Errorf("stats lack %q:\n%s", want, stats)
 		}
+	}
+}
+
+func TestOnReadyIsCalledOnceWhenReady(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var calls atomic.Int32
+	readyAtCall := make(chan bool, 4)
+	var w *world
+	w = newWorld(t, func(o *Options) {
+		o.OnReady = func() {
+			calls.Add(1)
+			ready, _ := w.proxy.readiness()
+			readyAtCall <- ready
+		}
+	})
+
+	w.srv.Push(t, "1", w.snapshot())
+	select {
+	case ready := <-readyAtCall:
+		if !ready {
+			t.Error("OnReady was called before the proxy was ready")
+		}
+	case <-ctx.Done():
+		t.Fatal("OnReady was not called after the first configuration")
+	}
+	w.srv.Push(t, "2", w.snapshot())
+	w.waitVersion(ctx, t, "2")
+	if err := w.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("OnReady called %d times, want once", n)
 	}
 }
 

@@ -183,6 +183,8 @@ func New(ctx context.Context, opts Options) *Server {
 	if s.auth != nil {
 		sopts = append(sopts, grpc.ChainUnaryInterceptor(s.authUnary), grpc.ChainStreamInterceptor(s.authStream))
 	}
+	// After authentication: only streams that got in take send slots.
+	sopts = append(sopts, grpc.ChainStreamInterceptor(newSendLimiter(maxSendsInFlight).intercept))
 	s.grpc = grpc.NewServer(append(sopts, opts.ServerOptions...)...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(s.grpc, xdsServer)
 	return s

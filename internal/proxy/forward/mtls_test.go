@@ -183,6 +183,22 @@ func TestMTLSForwarding(t *testing.T) {
 		})
 	}
 
+	t.Run("a small body of known length and the trailers cross the mTLS hop through weft's HTTP/2 client", func(t *testing.T) {
+		m.useMTLS(t, serverSpiffe)
+		body := strings.Repeat("x", 1024)
+		req, _ := http.NewRequest("POST", "http://"+m.client.addr+"/echo", strings.NewReader(body))
+		req.Host = "reviews"
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != 200 || string(got) != body || res.Trailer.Get("X-Sum") != "1024" {
+			t.Errorf("got %d, %d bytes, trailer %q, err %v", res.StatusCode, len(got), res.Trailer.Get("X-Sum"), err)
+		}
+	})
+
 	t.Run("plaintext to a PERMISSIVE inbound has no client certificate header", func(t *testing.T) {
 		m.usePlaintext(t)
 		if code, body := get(t, "X-Forwarded-Client-Cert", "URI=spiffe://forged"); code != 200 || body != " " {

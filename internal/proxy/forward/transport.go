@@ -86,11 +86,12 @@ type tlsEntry struct {
 // protocol of the request is kept from hop to hop, as Istio's sidecars do
 // by default: HTTP/2 requests (gRPC among them) over HTTP/2, and HTTP/1.1
 // requests as HTTP/1.1 over pooled TLS connections (ALPN http/1.1),
-// through the engine's own client when it can carry them. Measured on
-// loopback (BenchmarkForwardMTLS, make bench), net/http's HTTP/2 costs a
-// mesh hop far more than TLS does: a goroutine per stream on both sides
-// and separate writes for headers and body. Requests must use the https
-// scheme. It is called when
+// through the engine's own client when it can carry them. HTTP/2 requests
+// go through weft's own HTTP/2 client (h2Client) when they have no body
+// or a small one of known length, and through net/http's HTTP/2 Transport
+// otherwise: measured on loopback (BenchmarkForwardMTLS, make bench),
+// net/http's client costs the hop a goroutine per request and a separate
+// write for the body. Requests must use the https scheme. It is called when
 // configuration is compiled, never on the request path; the same settings
 // return the same transport. u.Identity must be comparable (a pointer).
 func (t *Transports) ForTLS(connectTimeout time.Duration, u UpstreamTLS) http.RoundTripper {
@@ -104,7 +105,9 @@ func (t *Transports) ForTLS(connectTimeout time.Duration, u UpstreamTLS) http.Ro
 		h1cfg.NextProtos = []string{"http/1.1"}
 		dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 		e = &tlsEntry{t: &Upstream{
-			rt: newMTLSTransport(connectTimeout, cfg, u.Identity, t.sessions),
+			rt: newH2Client(func(ctx context.Context, addr string) (net.Conn, error) {
+				return dialTLS(ctx, dialer, addr, cfg, connectTimeout, u.Identity, t.sessions, "")
+			}, newMTLSTransport(connectTimeout, cfg, u.Identity, t.sessions), idleConnTimeout),
 			h1: newH1Pool(func(ctx context.Context, addr string) (net.Conn, error) {
 				return dialTLS(ctx, dialer, addr, h1cfg, connectTimeout, u.Identity, t.sessions, "http/1.1|")
 			}, idleConnTimeout, maxIdleConnsPerHost),
@@ -147,7 +150,11 @@ func (t *Transports) Sweep() {
 	defer t.mu.Unlock()
 	for k, e := range t.tls {
 		if e.used != t.gen {
-			e.t.rt.CloseIdleConnections()
+			if c, ok := e.t.rt.(*h2Client); ok {
+				c.close()
+			} else {
+				e.t.rt.CloseIdleConnections()
+			}
 			e.t.h1.closeIdle(true)
 			delete(t.tls, k)
 		}
@@ -157,10 +164,12 @@ func (t *Transports) Sweep() {
 
 // Upstream is the round tripper of a cluster. Requests the engine's own
 // HTTP/1.1 client can carry (h1Eligible) go through its pool; RoundTrip,
-// and so everything else, through net/http's Transport. The two pools are
-// separate: a connection serves one client or the other.
+// and so everything else, through rt: net/http's Transport, or for mTLS
+// clusters weft's HTTP/2 client, which hands what it does not carry to
+// net/http's HTTP/2 Transport. The pools are separate: a connection
+// serves one client or the other.
 type Upstream struct {
-	rt *http.Transport
+	rt roundTripCloser
 	h1 *h1Pool
 	// keepH2 sends HTTP/2 requests with rt (HTTP/2) even when the fast
 	// path could carry them: mTLS clusters keep the request's protocol.
@@ -355,3 +364,14 @@ func (u unavailable) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return nil, errors.New(string(u))
 }
+
+// roundTripCloser is net/http's Transport or weft's HTTP/2 client.
+type roundTripCloser interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
+var (
+	_ roundTripCloser = (*http.Transport)(nil)
+	_ roundTripCloser = (*h2Client)(nil)
+)

@@ -220,6 +220,14 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Clu
 
 	res, err := c.Transport().RoundTrip(out)
 	if err != nil {
+		var be errDownstreamBody
+		if errors.As(err, &be) {
+			// weft's HTTP/2 client reads small bodies before sending:
+			// as on the HTTP/1.1 fast path, nobody to answer.
+			h.stats.downstreamGone.Add(1)
+			h.log.Debug("reading the request body failed", "err", be.err)
+			return
+		}
 		h.upstreamFailure(ctx, w, r, c, ep, timeout, err)
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -260,6 +261,8 @@ func (c *h2Client) newConn(ctx context.Context, addr string) (*h2Conn, error) {
 		return nil, err
 	}
 	cc.idleTimer = time.AfterFunc(c.idle, cc.closeIfIdle)
+	cc.lastRead.Store(time.Now().UnixNano())
+	cc.healthTimer = time.AfterFunc(h2PingAfter, cc.checkHealth)
 	go cc.readLoop()
 	return cc, nil
 }
@@ -293,6 +296,9 @@ type h2Conn struct {
 	goAway            bool
 	err               error // why the connection ended; nil while it works
 	idleTimer         *time.Timer
+	healthTimer       *time.Timer
+	lastRead          atomic.Int64 // UnixNano of the last frame read
+	pingSentAt        int64        // UnixNano; 0 when no health ping is out. Only checkHealth uses it.
 }
 
 // reserve takes a stream slot if the connection takes new streams.
@@ -620,6 +626,7 @@ func (cc *h2Conn) fail(err error) {
 	}
 	cc.cond.Broadcast()
 	cc.idleTimer.Stop()
+	cc.healthTimer.Stop()
 	cc.mu.Unlock()
 	cc.client.remove(cc)
 	cc.nc.Close()
@@ -635,8 +642,10 @@ func wake(s *h2Stream) {
 // readLoop reads every frame the server sends and hands each to its
 // stream, until the connection fails.
 func (cc *h2Conn) readLoop() {
+	defer cc.healthTimer.Stop()
 	for {
 		f, err := cc.fr.ReadFrame()
+		cc.lastRead.Store(time.Now().UnixNano())
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -975,6 +984,40 @@ func (cc *h2Conn) onGoAway(f *http2.GoAwayFrame) {
 	cc.cond.Broadcast()
 	cc.mu.Unlock()
 	cc.client.remove(cc)
+}
+
+// Health checks of a connection, as net/http's HTTP2Config SendPingTimeout
+// and PingTimeout: a connection from which nothing was read for
+// h2PingAfter gets a PING, and is closed if nothing comes back within
+// h2PingTimeout, so requests do not queue on a peer that vanished
+// without closing its connections.
+var (
+	h2PingAfter   = 30 * time.Second
+	h2PingTimeout = 10 * time.Second
+)
+
+// checkHealth runs from healthTimer.
+func (cc *h2Conn) checkHealth() {
+	cc.mu.Lock()
+	if cc.err != nil {
+		cc.mu.Unlock()
+		return
+	}
+	cc.mu.Unlock()
+	now := time.Now().UnixNano()
+	last := cc.lastRead.Load()
+	switch {
+	case cc.pingSentAt != 0 && last < cc.pingSentAt:
+		cc.fail(errors.New("no answer to a health PING"))
+		return
+	case now-last < int64(h2PingAfter):
+		cc.pingSentAt = 0
+		cc.healthTimer.Reset(time.Duration(int64(h2PingAfter) - (now - last)))
+		return
+	}
+	cc.pingSentAt = now
+	cc.writeControl(func(fr *http2.Framer) error { return fr.WritePing(false, [8]byte{'w', 'e', 'f', 't'}) })
+	cc.healthTimer.Reset(h2PingTimeout)
 }
 
 // h2Body is a response body: the bytes the read loop has buffered for

@@ -423,6 +423,26 @@ func TestH2ClientRejectsBadResponses(t *testing.T) {
 	}
 }
 
+func TestH2ClientHealthCheck(t *testing.T) {
+	defer func(after, timeout time.Duration) { h2PingAfter, h2PingTimeout = after, timeout }(h2PingAfter, h2PingTimeout)
+	h2PingAfter, h2PingTimeout = 20*time.Millisecond, 20*time.Millisecond
+	// A server that reads everything and answers nothing, PINGs included:
+	// a peer gone without closing its connection.
+	addr, cfg := startRawH2Server(t, func(fr *http2.Framer, _ func(...string) []byte) {
+		for {
+			if _, err := fr.ReadFrame(); err != nil {
+				return
+			}
+		}
+	})
+	c := newTestH2Client(t, cfg)
+	r, _ := http.NewRequestWithContext(testContext(t), "GET", "https://"+addr+"/", nil)
+	_, err := c.RoundTrip(r)
+	if err == nil || !strings.Contains(err.Error(), "health PING") {
+		t.Errorf("err = %v, want the connection closed for want of a PING answer", err)
+	}
+}
+
 // startRawH2Server serves HTTP/2 over TLS on loopback with serve, which
 // gets each connection's framer (settings exchanged) and a header block
 // encoder, for responses net/http's server would never send. It returns

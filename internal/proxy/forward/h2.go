@@ -430,6 +430,11 @@ func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.He
 	cc.wmu.Unlock()
 	if err != nil {
 		cc.fail(err)
+		cc.mu.Lock()
+		if s.err != nil {
+			err = s.err // marked for a retry when the request may go again
+		}
+		cc.mu.Unlock()
 		return nil, err
 	}
 	if n > 0 && !inline {

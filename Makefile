@@ -58,6 +58,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRBACMatch$$' -fuzztime $(FUZZTIME) ./internal/proxy/filter/rbac/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/jwks/
 	$(GO) test -run '^$$' -fuzz '^FuzzFramingAgreesWithNetHTTP$$' -fuzztime $(FUZZTIME) ./internal/proxy/framing/
+	$(GO) test -run '^$$' -fuzz '^FuzzOwnLoopAgreesWithNetHTTP$$' -fuzztime $(FUZZTIME) ./internal/proxy/listener/
 
 # The benchmark against nginx (bench/, results in docs/PERFORMANCE.md and
 # bench/results/): fortio, weft and nginx on loopback, under 5 minutes. It

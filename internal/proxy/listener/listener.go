@@ -53,7 +53,7 @@ type Server struct {
 // server loop (internal/proxy/h1server) rather than net/http's. The
 // environment variable WEFT_PROXY_H1SERVER ("on" or "off") overrides it,
 // for measurements and as an escape hatch.
-const OwnHTTP1Default = false
+const OwnHTTP1Default = true
 
 func ownHTTP1() bool {
 	switch os.Getenv("WEFT_PROXY_H1SERVER") {

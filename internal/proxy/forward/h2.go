@@ -38,9 +38,9 @@ import (
 // encodes and writes its request and then waits for the response, which
 // one read goroutine per connection demultiplexes.
 //
-// Connections are HTTP/2 over TLS with ALPN h2, one per endpoint, carrying
-// every concurrent request as a stream; a second one is opened only when
-// the server's SETTINGS_MAX_CONCURRENT_STREAMS is reached.
+// Connections are HTTP/2 over TLS with ALPN h2, up to
+// HTTP2ConnsPerEndpoint per endpoint, each carrying many concurrent
+// requests as streams.
 type h2Client struct {
 	dial     func(ctx context.Context, addr string) (net.Conn, error)
 	fallback *http.Transport
@@ -149,16 +149,37 @@ func (c *h2Client) close() {
 	c.CloseIdleConnections()
 }
 
-// conn returns a connection to addr with a stream reserved on it, dialling
-// one when none can take another stream.
+// HTTP2ConnsPerEndpoint is how many HTTP/2 connections weft's client
+// opens at most to one endpoint (more only when the server's stream limit
+// is reached). Each carries many concurrent streams; a second connection
+// is opened only when every open one is carrying a request, so a client
+// that sends one request at a time uses one connection. Under make
+// bench's 16 concurrent requests, 4 connections instead of 1 brought the
+// default mTLS path closer to plaintext in latency and throughput (the
+// numbers are in docs/PERFORMANCE.md): net/http's HTTP/2 server on the
+// other side runs every frame of a connection through one serve
+// goroutine, and 16 requests queue on it.
+const HTTP2ConnsPerEndpoint = 4
+
+// conn returns a connection to addr with a stream reserved on it: the
+// least busy one, or a new one when every connection is busy and there
+// are fewer than HTTP2ConnsPerEndpoint, or when none can take another
+// stream.
 func (c *h2Client) conn(ctx context.Context, addr string) (*h2Conn, error) {
 	for {
 		c.mu.Lock()
 		conns := c.conns[addr]
-		for _, cc := range conns {
-			if cc.reserve() {
+		_, dialing := c.dialing[addr]
+		if dialing || len(conns) >= HTTP2ConnsPerEndpoint || !allBusy(conns) {
+			if cc := leastBusy(conns); cc != nil && cc.reserve() {
 				c.mu.Unlock()
 				return cc, nil
+			}
+			for _, cc := range conns {
+				if cc.reserve() {
+					c.mu.Unlock()
+					return cc, nil
+				}
 			}
 		}
 		if wait, ok := c.dialing[addr]; ok {
@@ -191,6 +212,29 @@ func (c *h2Client) conn(ctx context.Context, addr string) (*h2Conn, error) {
 		c.mu.Unlock()
 		return cc, nil
 	}
+}
+
+// allBusy reports whether every connection carries a stream (true for
+// none).
+func allBusy(conns []*h2Conn) bool {
+	for _, cc := range conns {
+		if cc.load() == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// leastBusy returns the connection carrying the fewest streams.
+func leastBusy(conns []*h2Conn) *h2Conn {
+	var best *h2Conn
+	bestN := 0
+	for _, cc := range conns {
+		if n := cc.load(); best == nil || n < bestN {
+			best, bestN = cc, n
+		}
+	}
+	return best
 }
 
 // remove forgets cc, which takes no new streams.
@@ -299,6 +343,13 @@ type h2Conn struct {
 	healthTimer       *time.Timer
 	lastRead          atomic.Int64 // UnixNano of the last frame read
 	pingSentAt        int64        // UnixNano; 0 when no health ping is out. Only checkHealth uses it.
+}
+
+// load is the number of streams reserved or open.
+func (cc *h2Conn) load() int {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.reserved
 }
 
 // reserve takes a stream slot if the connection takes new streams.

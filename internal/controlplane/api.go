@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -78,6 +79,10 @@ func (a *api) handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"trustDomain": a.ca.TrustDomain(), "trustBundle": string(a.ca.TrustBundlePEM())})
 	})
 	mux.HandleFunc("POST /api/v1/tokens", a.createToken)
+	// Profiles of the control plane, for the admin only (behind the same
+	// token as everything else here): heap, CPU, goroutines.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	return requireAdmin(a.adminToken, mux)
 }
 

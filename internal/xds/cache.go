@@ -59,7 +59,8 @@ func (c adsCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch
 
 // respondLocked answers w with ts's configuration. Callers hold s.mu.
 func (s *Server) respondLocked(p *proxyState, ts *typeState, w *watch) {
-	resp := &response{req: w.req, version: ts.version, resources: ts.resources(w)}
+	resp := &response{req: w.req, version: ts.version}
+	resp.resources, resp.entries = ts.resources(w)
 	select {
 	case w.ch <- resp:
 	default:

@@ -42,15 +42,20 @@ func typeIndex(url string) int {
 // once built and is shared by every proxy it is part of: the streams
 // marshal their responses from the same Anys, which only copies bytes.
 type resourceSet struct {
-	names  []string
-	anys   []*anypb.Any
-	digest [sha256.Size]byte
+	names []string
+	anys  []*anypb.Any
+	// entries are the anys as they appear in a DiscoveryResponse on the
+	// wire (field 2, length, the Any): responses are sent from these bytes
+	// without encoding them again (see codec.go). Each Any's Value is a
+	// slice of its entry, so the bytes exist once.
+	entries [][]byte
+	digest  [sha256.Size]byte
 }
 
 // marshalSet marshals rs, deterministically, so that equal resources have
 // equal bytes and equal digests.
 func marshalSet(typeURL string, rs []types.Resource) (*resourceSet, error) {
-	set := &resourceSet{names: make([]string, len(rs)), anys: make([]*anypb.Any, len(rs))}
+	set := &resourceSet{names: make([]string, len(rs)), anys: make([]*anypb.Any, len(rs)), entries: make([][]byte, len(rs))}
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
 	for i, r := range rs {
@@ -59,7 +64,7 @@ func marshalSet(typeURL string, rs []types.Resource) (*resourceSet, error) {
 			return nil, fmt.Errorf("marshal %s: %w", cachev3.GetResourceName(r), err)
 		}
 		set.names[i] = cachev3.GetResourceName(r)
-		set.anys[i] = &anypb.Any{TypeUrl: typeURL, Value: b}
+		set.entries[i], set.anys[i] = responseEntry(typeURL, b)
 		// Length-prefixed, so that no two lists hash the same bytes.
 		fmt.Fprintf(h, "%d:%s%d:", len(set.names[i]), set.names[i], len(b))
 		h.Write(b)
@@ -221,6 +226,7 @@ type response struct {
 	req       *discoverygrpc.DiscoveryRequest
 	version   string
 	resources []*anypb.Any
+	entries   [][]byte // resources' wire entries, in the same order
 }
 
 var _ cachev3.Response = (*response)(nil)
@@ -228,7 +234,9 @@ var _ cachev3.Response = (*response)(nil)
 // GetDiscoveryResponse returns a new message each time: the server sets
 // the nonce on it.
 func (r *response) GetDiscoveryResponse() (*discoverygrpc.DiscoveryResponse, error) {
-	return &discoverygrpc.DiscoveryResponse{VersionInfo: r.version, TypeUrl: r.req.GetTypeUrl(), Resources: r.resources}, nil
+	out := &discoverygrpc.DiscoveryResponse{VersionInfo: r.version, TypeUrl: r.req.GetTypeUrl(), Resources: r.resources}
+	rememberEntries(out, r.entries)
+	return out, nil
 }
 
 func (r *response) GetRequest() *discoverygrpc.DiscoveryRequest { return r.req }
@@ -242,15 +250,16 @@ func (r *response) GetContext() context.Context             { return context.Bac
 
 // resources lists what w asked for of ts: everything for a wildcard
 // subscription (weft-proxy's), otherwise the resources it names.
-func (ts *typeState) resources(w *watch) []*anypb.Any {
+func (ts *typeState) resources(w *watch) ([]*anypb.Any, [][]byte) {
 	if len(ts.parts) == 1 && w.sub.IsWildcard() {
-		return ts.parts[0].anys
+		return ts.parts[0].anys, ts.parts[0].entries
 	}
 	n := 0
 	for _, p := range ts.parts {
 		n += len(p.anys)
 	}
 	out := make([]*anypb.Any, 0, n)
+	entries := make([][]byte, 0, n)
 	var names map[string]struct{}
 	if !w.sub.IsWildcard() {
 		names = w.sub.SubscribedResources()
@@ -258,13 +267,15 @@ func (ts *typeState) resources(w *watch) []*anypb.Any {
 	for _, p := range ts.parts {
 		if names == nil {
 			out = append(out, p.anys...)
+			entries = append(entries, p.entries...)
 			continue
 		}
 		for i, name := range p.names {
 			if _, ok := names[name]; ok {
 				out = append(out, p.anys[i])
+				entries = append(entries, p.entries[i])
 			}
 		}
 	}
-	return out
+	return out, entries
 }

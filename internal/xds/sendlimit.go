@@ -42,5 +42,5 @@ func (s *limitedStream) SendMsg(m any) error {
 		return s.Context().Err()
 	}
 	defer func() { <-s.slots }()
-	return s.ServerStream.SendMsg(m)
+	return s.ServerStream.SendMsg(preEncoded(m))
 }

@@ -184,7 +184,9 @@ func New(ctx context.Context, opts Options) *Server {
 		sopts = append(sopts, grpc.ChainUnaryInterceptor(s.authUnary), grpc.ChainStreamInterceptor(s.authStream))
 	}
 	// After authentication: only streams that got in take send slots.
-	sopts = append(sopts, grpc.ChainStreamInterceptor(newSendLimiter(maxSendsInFlight).intercept))
+	sopts = append(sopts, grpc.ChainStreamInterceptor(newSendLimiter(maxSendsInFlight).intercept),
+		// Responses go out from the shared, pre-encoded resources (codec.go).
+		grpc.ForceServerCodecV2(newCodec()))
 	s.grpc = grpc.NewServer(append(sopts, opts.ServerOptions...)...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(s.grpc, xdsServer)
 	return s

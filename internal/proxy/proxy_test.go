@@ -523,6 +523,15 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Errorf("readiness with a configuration: got %+v, want 200 ready", got)
 	}
 	_ = w.get(ctx, t, w.addrs.Outbound, "GET", "reviews", "/")
+	// The configuration is served once CDS, EDS, LDS and RDS are in; the
+	// other types' ACKs may still be on their way.
+	for !allAcked(w.proxy.xds.Status(), "1") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("not every type acked version 1: %+v", w.proxy.xds.Status().Types)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 
 	dump := w.get(ctx, t, w.addrs.Admin, "GET", "admin", "/config_dump")
 	var d struct {
@@ -580,6 +589,17 @@ func TestAdminEndpoints(t *testing.T) {
 			t.Errorf("stats lack %q:\n%s", want, stats)
 		}
 	}
+}
+
+// allAcked says whether every resource type the client knows has version
+// acked.
+func allAcked(s xdsclient.Status, version string) bool {
+	for _, ts := range s.Types {
+		if ts.VersionAcked != version {
+			return false
+		}
+	}
+	return true
 }
 
 func TestOnReadyIsCalledOnceWhenReady(t *testing.T) {

@@ -38,9 +38,9 @@ import (
 // encodes and writes its request and then waits for the response, which
 // one read goroutine per connection demultiplexes.
 //
-// Connections are HTTP/2 over TLS with ALPN h2, up to
-// HTTP2ConnsPerEndpoint per endpoint, each carrying many concurrent
-// requests as streams.
+// Connections are HTTP/2 over TLS with ALPN h2, HTTP2ConnsPerEndpoint per
+// endpoint (more only at the server's stream limit), each carrying every
+// concurrent request as a stream.
 type h2Client struct {
 	dial     func(ctx context.Context, addr string) (net.Conn, error)
 	fallback *http.Transport
@@ -150,16 +150,13 @@ func (c *h2Client) close() {
 }
 
 // HTTP2ConnsPerEndpoint is how many HTTP/2 connections weft's client
-// opens at most to one endpoint (more only when the server's stream limit
-// is reached). Each carries many concurrent streams; a second connection
-// is opened only when every open one is carrying a request, so a client
-// that sends one request at a time uses one connection. Under make
-// bench's 16 concurrent requests, 4 connections instead of 1 brought the
-// default mTLS path closer to plaintext in latency and throughput (the
-// numbers are in docs/PERFORMANCE.md): net/http's HTTP/2 server on the
-// other side runs every frame of a connection through one serve
-// goroutine, and 16 requests queue on it.
-const HTTP2ConnsPerEndpoint = 4
+// opens to one endpoint before the server's stream limit forces more;
+// each carries every concurrent request as a stream, and a new one is
+// opened only when all are busy. One: under make bench's 16 concurrent
+// requests, 4 connections helped only while other programs loaded the
+// machine, and on a quiet one cost CPU and throughput
+// (docs/PERFORMANCE.md).
+const HTTP2ConnsPerEndpoint = 1
 
 // conn returns a connection to addr with a stream reserved on it: the
 // least busy one, or a new one when every connection is busy and there

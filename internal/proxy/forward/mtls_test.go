@@ -346,8 +346,8 @@ func (m *meshPair) useH2C(t testing.TB) {
 
 // TestMTLSMultiplexesHTTP1OverHTTP2 checks issue 3's default: HTTP/1.1
 // requests from the app are streams of HTTP/2 connections between the
-// sidecars (one while requests come one at a time, at most
-// HTTP2ConnsPerEndpoint for 8 concurrent clients), and only a cluster
+// sidecars (one while requests come one at a time, HTTP2ConnsPerEndpoint,
+// one, for 8 concurrent clients), and only a cluster
 // that keeps HTTP/1.1 uses the engine's HTTP/1.1 client over mTLS.
 func TestMTLSMultiplexesHTTP1OverHTTP2(t *testing.T) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))

@@ -193,7 +193,7 @@ func (c *Conn) readHead() error {
 				skip++
 			}
 		}
-		if end := headEnd(c.in[skip:], max(scanned-skip, 0)); end >= 0 {
+		if end := HeadEnd(c.in[skip:], max(scanned-skip, 0)); end >= 0 {
 			head := c.in[:skip+end]
 			c.in = c.in[skip+end:]
 			c.decide(head, skip)
@@ -246,12 +246,12 @@ func (c *Conn) fill() error {
 	return err
 }
 
-// headEnd returns the length of the head at the start of b, through the
+// HeadEnd returns the length of the head at the start of b, through the
 // empty line that ends it, or -1 if b holds no whole head yet. Lines end in
 // LF with an optional CR before it, as net/textproto reads them. An empty
 // first line is a head of its own, which net/http refuses. The search
 // starts at from, a position known to precede the end.
-func headEnd(b []byte, from int) int {
+func HeadEnd(b []byte, from int) int {
 	for i := from; ; {
 		j := bytes.IndexByte(b[i:], '\n')
 		if j < 0 {

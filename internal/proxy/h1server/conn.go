@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/weft-mesh/weft/internal/proxy/framing"
 )
 
 // aLongTimeAgo is a deadline in the past: setting it makes a blocked read
@@ -235,7 +237,10 @@ func (c *conn) readHead() ([]byte, error) {
 	}()
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
-		if n := headEnd(buf); n >= 0 {
+		// Lines may end in a bare LF here, as net/textproto reads them, so
+		// that a head net/http would take is never waited on forever;
+		// parseHead then hands anything but CRLF lines to net/http.
+		if n := framing.HeadEnd(buf, 0); n >= 0 {
 			return buf[:n], nil
 		}
 		if len(buf) == c.br.Size() {

@@ -1,7 +1,6 @@
 package h1server
 
 import (
-	"bytes"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -22,28 +21,6 @@ type head struct {
 	close          bool // the client asked to close after the response
 	wantsClose     bool // the server's reading of Connection: close
 	keepAlive10    bool // an HTTP/1.0 client asked for keep-alive
-}
-
-// headEnd returns the length of the head at the start of b, through the
-// empty line that ends it, or -1 if b holds no whole head yet. Lines end in
-// LF with an optional CR before it, as net/textproto reads them, so that a
-// head net/http would take is never waited on forever; parseHead then
-// hands anything but CRLF lines to net/http.
-func headEnd(b []byte) int {
-	for i := 0; ; {
-		j := bytes.IndexByte(b[i:], '\n')
-		if j < 0 {
-			return -1
-		}
-		lf := i + j
-		i = lf + 1
-		switch {
-		case lf == 0, lf == 1 && b[0] == '\r':
-			return i
-		case b[lf-1] == '\n', b[lf-1] == '\r' && lf >= 2 && b[lf-2] == '\n':
-			return i
-		}
-	}
 }
 
 // parseHead parses a whole request head (request line, header lines, the

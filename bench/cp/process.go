@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weft-mesh/weft/bench/internal/benchproc"
 )
 
 // process is a child process whose output goes to a log file.
@@ -73,27 +73,9 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 	}
 }
 
-func (p *process) tail(n int) string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return "(no output: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (p *process) tail(n int) string { return benchproc.Tail(p.logPath, n) }
 
-// freeAddr returns a loopback address with a port nobody listens on now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free loopback port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+var freeAddr = benchproc.FreeAddr
 
 // waitUntil polls cond every interval until it returns true or an error,
 // ctx ends, p exits, or timeout passes.

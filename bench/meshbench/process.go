@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/weft-mesh/weft/bench/internal/benchproc"
 )
 
 // setProcessGroup puts cmd in a process group of its own, so that a Ctrl-C
@@ -140,31 +141,12 @@ func (p *process) stop(grace time.Duration) {
 	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
 }
 
-func (p *process) tail(n int) string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return "(no output: " + err.Error() + ")"
-	}
-	return lastLines(string(b), n)
-}
+func (p *process) tail(n int) string { return benchproc.Tail(p.logPath, n) }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// freeAddr returns a loopback address with a port nobody listens on now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free loopback port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+var (
+	lastLines = benchproc.LastLines
+	freeAddr  = benchproc.FreeAddr
+)
 
 // waitFor retries check every 50 ms until it succeeds, p exits, ctx ends
 // or timeout passes.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -146,7 +147,10 @@ func firstSecrets(conn *grpc.ClientConn, node *corev3.Node, token string) (*disc
 	if err != nil {
 		return nil, err
 	}
-	if err := stream.Send(&discoverygrpc.DiscoveryRequest{Node: node, TypeUrl: resource.SecretType}); err != nil {
+	// A stream the server refused at once (no token) may already be over
+	// when Send runs: Send then returns io.EOF and, as gRPC documents, the
+	// status comes from Recv.
+	if err := stream.Send(&discoverygrpc.DiscoveryRequest{Node: node, TypeUrl: resource.SecretType}); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
 	return stream.Recv()

@@ -83,6 +83,21 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 
+	// Bind the operator's ports before anything else: a taken port fails
+	// at once, and the embedded etcd, which binds ports of its own
+	// choosing, cannot take one of them first. The servers close them when
+	// they stop; the deferred closes cover the returns before that.
+	xdsLis, err := net.Listen("tcp", opts.XDSAddr)
+	if err != nil {
+		return fmt.Errorf("listen for xds on %s: %w", opts.XDSAddr, err)
+	}
+	defer xdsLis.Close()
+	httpLis, err := net.Listen("tcp", opts.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen for http api on %s: %w", opts.HTTPAddr, err)
+	}
+	defer httpLis.Close()
+
 	st, err := openStore(ctx, opts)
 	if err != nil {
 		return err
@@ -110,23 +125,12 @@ func Run(ctx context.Context, opts Options) error {
 		log.Warn("no --data-dir: the admin token and trust bundle are not written to files; get them from the store")
 	}
 
-	xdsLis, err := net.Listen("tcp", opts.XDSAddr)
-	if err != nil {
-		return fmt.Errorf("listen for xds on %s: %w", opts.XDSAddr, err)
-	}
-	httpLis, err := net.Listen("tcp", opts.HTTPAddr)
-	if err != nil {
-		xdsLis.Close()
-		return fmt.Errorf("listen for http api on %s: %w", opts.HTTPAddr, err)
-	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	certs, err := authority.ServingCerts(servingHosts(xdsLis.Addr().String(), httpLis.Addr().String(), opts.XDSAddr, opts.HTTPAddr))
 	if err != nil {
-		xdsLis.Close()
-		httpLis.Close()
 		return fmt.Errorf("issue the control plane's serving certificate: %w", err)
 	}
 	xdsOpts := xds.Options{Logger: log.With("component", "xds"), Registrar: registrar{reg: registry.New(st, opts.RegistrationGrace)}, Authenticator: authority}

@@ -220,15 +220,7 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Clu
 
 	res, err := c.Transport().RoundTrip(out)
 	if err != nil {
-		var be errDownstreamBody
-		if errors.As(err, &be) {
-			// weft's HTTP/2 client reads small bodies before sending:
-			// as on the HTTP/1.1 fast path, nobody to answer.
-			h.stats.downstreamGone.Add(1)
-			h.log.Debug("reading the request body failed", "err", be.err)
-			return
-		}
-		h.upstreamFailure(ctx, w, r, c, ep, timeout, err)
+		h.roundTripFailed(ctx, w, r, c, ep, timeout, err)
 		return
 	}
 	if out.Body != nil {
@@ -245,6 +237,20 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Clu
 	h.relay(w, res, c, ep, nil)
 }
 
+// roundTripFailed answers a request whose round trip failed: nothing when
+// the client itself went away or sent a short body (the engine's own
+// clients read small bodies before sending, so that shows up here; there
+// is nobody, or nothing valid, to answer), else the upstream failure.
+func (h *handler) roundTripFailed(ctx context.Context, w http.ResponseWriter, r *http.Request, c *cluster.Cluster, ep cluster.Endpoint, timeout time.Duration, err error) {
+	var be errDownstreamBody
+	if errors.As(err, &be) {
+		h.stats.downstreamGone.Add(1)
+		h.log.Debug("reading the request body failed", "err", be.err)
+		return
+	}
+	h.upstreamFailure(ctx, w, r, c, ep, timeout, err)
+}
+
 // forwardH1 relays r to ep over the engine's own HTTP/1.1 client: the
 // request is edited in place (no copy), and no goroutine but the handler's
 // takes part.
@@ -253,15 +259,7 @@ func (h *handler) forwardH1(w http.ResponseWriter, r *http.Request, pool *h1Pool
 	var x h1Exchange
 	res, err := pool.roundTrip(r.Context(), r, ep.Address, timeout, &x)
 	if err != nil {
-		var be errDownstreamBody
-		if errors.As(err, &be) {
-			// The client went away or sent a short body: nobody to
-			// answer, or nothing valid to answer.
-			h.stats.downstreamGone.Add(1)
-			h.log.Debug("reading the request body failed", "err", be.err)
-			return
-		}
-		h.upstreamFailure(r.Context(), w, r, c, ep, timeout, err)
+		h.roundTripFailed(r.Context(), w, r, c, ep, timeout, err)
 		return
 	}
 	h.relay(w, res, c, ep, &x)

@@ -65,22 +65,36 @@ func (in *Inbound) Serve(c net.Conn, info *peer.Info) {
 		in.Log.Warn("connection closed: cluster not received", "cluster", in.ClusterName)
 		return
 	}
-	ep, ok := in.Cluster.Pick()
+	connect(c, in.Cluster, in.ClusterName, nil, in.Log, in.Stats)
+}
+
+// connect joins c to a new connection to one of cl's endpoints (round
+// robin), over TLS when tlsCfg is set, counting the outcome in stats.
+func connect(c net.Conn, cl *cluster.Cluster, name string, tlsCfg *tls.Config, log *slog.Logger, stats *Stats) {
+	ep, ok := cl.Pick()
 	if !ok {
-		in.Stats.ConnectFails.Add(1)
-		in.Log.Warn("connection closed: cluster has no endpoint", "cluster", in.ClusterName)
+		stats.ConnectFails.Add(1)
+		log.Warn("connection closed: cluster has no endpoint", "cluster", name)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), in.Cluster.ConnectTimeout())
-	up, err := (&net.Dialer{}).DialContext(ctx, "tcp", ep.Address)
+	ctx, cancel := context.WithTimeout(context.Background(), cl.ConnectTimeout())
+	var (
+		up  net.Conn
+		err error
+	)
+	if tlsCfg != nil {
+		up, err = (&tls.Dialer{Config: tlsCfg}).DialContext(ctx, "tcp", ep.Address)
+	} else {
+		up, err = (&net.Dialer{}).DialContext(ctx, "tcp", ep.Address)
+	}
 	cancel()
 	if err != nil {
-		in.Stats.ConnectFails.Add(1)
-		in.Log.Warn("connection closed: app unreachable", "cluster", in.ClusterName, "endpoint", ep.Address, "err", err)
+		stats.ConnectFails.Add(1)
+		log.Warn("connection closed: endpoint unreachable", "cluster", name, "endpoint", ep.Address, "err", err)
 		return
 	}
 	defer up.Close()
-	in.Stats.Proxied.Add(1)
+	stats.Proxied.Add(1)
 	Join(c, up)
 }
 
@@ -160,26 +174,5 @@ func (o *Outbound) Serve(c net.Conn) {
 		o.Log.Warn("connection closed", "cluster", o.Cluster, "err", err)
 		return
 	}
-	ep, ok := cl.Pick()
-	if !ok {
-		o.Stats.ConnectFails.Add(1)
-		o.Log.Warn("connection closed: cluster has no endpoint", "cluster", o.Cluster)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), cl.ConnectTimeout())
-	defer cancel()
-	var up net.Conn
-	if tlsCfg != nil {
-		up, err = (&tls.Dialer{Config: tlsCfg}).DialContext(ctx, "tcp", ep.Address)
-	} else {
-		up, err = (&net.Dialer{}).DialContext(ctx, "tcp", ep.Address)
-	}
-	if err != nil {
-		o.Stats.ConnectFails.Add(1)
-		o.Log.Warn("connection closed: upstream unreachable", "cluster", o.Cluster, "endpoint", ep.Address, "err", err)
-		return
-	}
-	defer up.Close()
-	o.Stats.Proxied.Add(1)
-	Join(c, up)
+	connect(c, cl, o.Cluster, tlsCfg, o.Log, o.Stats)
 }

@@ -349,17 +349,22 @@ func (c *Client) handle(resp *discoverypb.DiscoveryResponse) (*discoverypb.Disco
 	now := time.Now()
 
 	if err == nil {
-		c.sets[t] = set
+		dropped := c.install(t, set)
 		c.accepted[t] = true
 		c.nacked[t] = nackState{}
 		c.mu.Lock()
 		ts := &c.status.Types[t]
 		ts.VersionReceived, ts.VersionAcked, ts.Nonce = version, version, nonce
-		ts.Resources = len(resp.GetResources())
 		ts.Accepted++
 		ts.LastUpdateAt = now
+		// What the client holds, which after a partial EDS or RDS
+		// response is more than the response carried.
+		for u := range numTypes {
+			c.status.Types[u].Resources = setLen(c.sets[u])
+		}
 		c.mu.Unlock()
-		c.log.Info("xDS response accepted", "type", t.String(), "version", version, "resources", len(resp.GetResources()))
+		c.log.Info("xDS response accepted", "type", t.String(), "version", version, "resources", len(resp.GetResources()),
+			"held", setLen(c.sets[t]), "dropped_unreferenced", dropped)
 		if c.opts.OnUpdate != nil {
 			c.opts.OnUpdate(c.resources())
 		}
@@ -398,7 +403,8 @@ func (c *Client) handle(resp *discoverypb.DiscoveryResponse) (*discoverypb.Disco
 }
 
 // resources assembles the current last good sets. It copies no map: every
-// accepted response installs a new one.
+// accepted response installs new ones (merge.go) and never modifies a map
+// handed out before.
 func (c *Client) resources() Resources {
 	r := Resources{Versions: make(map[string]string, numTypes), Complete: true}
 	r.Clusters, _ = c.sets[TypeCluster].(map[string]*Cluster)

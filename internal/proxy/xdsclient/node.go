@@ -13,6 +13,15 @@ import (
 // Version is weft-proxy's version, reported to the control plane.
 var Version = "dev"
 
+// FeaturePartialSotW is the client feature (Node.client_features) that
+// tells the control plane this client treats state-of-the-world EDS and
+// RDS responses as the xDS protocol says: resources left out of a response
+// are unchanged, not deleted (merge.go). weft's control plane sends a
+// wildcard EDS subscription only the endpoint sets that changed when the
+// node declares it, and every one otherwise, as older weft-proxies expect
+// (docs/xds.md, "Subscriptions"). internal/xds spells the same string.
+const FeaturePartialSotW = "com.github.weft-mesh.partial-sotw"
+
 // NodeInfo is what the proxy tells the control plane about its workload in
 // DiscoveryRequest.node (docs/xds.md, "Node"). The control plane registers
 // the workload from it.
@@ -69,5 +78,6 @@ func (n NodeInfo) proto() (*corepb.Node, error) {
 		Metadata:             md,
 		UserAgentName:        "weft-proxy",
 		UserAgentVersionType: &corepb.Node_UserAgentVersion{UserAgentVersion: Version},
+		ClientFeatures:       []string{FeaturePartialSotW},
 	}, nil
 }

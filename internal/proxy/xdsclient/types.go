@@ -5,8 +5,10 @@
 // Every response is decoded and validated into weft's own runtime types
 // (this file) against the subset docs/xds.md defines, then ACKed; a response
 // with anything outside that subset is NACKed as a whole, naming the
-// resource and field, and the previous set of that type stays in use. Raw
-// Envoy protos never leave this package.
+// resource and field, and the previous set of that type stays in use. An
+// accepted CDS, LDS or SDS response replaces its type's set; an accepted EDS
+// or RDS response is laid over it, as the protocol's state-of-the-world
+// rules say (merge.go). Raw Envoy protos never leave this package.
 //
 // Resource errors (NACKs) are kept apart from stream errors: a bad resource
 // never breaks the stream, and a broken stream never discards resources. The
@@ -190,7 +192,10 @@ type Endpoints struct {
 }
 
 // Resources is the client's last good set of every type. The maps are never
-// modified once handed out: each accepted response replaces its type's map.
+// modified once handed out: each accepted response installs new maps.
+// Endpoints and Routes hold every resource of their type received and
+// still referred to, not only those of the last response: EDS and RDS
+// responses may carry only what changed (merge.go).
 type Resources struct {
 	Clusters  map[string]*Cluster     `json:"clusters"`
 	Endpoints map[string]*Endpoints   `json:"endpoints"`

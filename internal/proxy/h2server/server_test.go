@@ -1,0 +1,225 @@
+package h2server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// testServer serves h2c (prior knowledge) or TLS (ALPN h2) with an own
+// Server on a loopback port.
+type testServer struct {
+	t    *testing.T
+	s    *Server
+	ln   net.Listener
+	tls  *tls.Config
+	wg   sync.WaitGroup
+	addr string
+}
+
+func newTestServer(t *testing.T, h http.Handler, useTLS bool, opts ...func(*Server)) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{t: t, s: &Server{Handler: h}, ln: ln, addr: ln.Addr().String()}
+	for _, o := range opts {
+		o(ts.s)
+	}
+	if useTLS {
+		ts.tls = testTLSConfig(t)
+	}
+	ts.wg.Add(1)
+	go func() {
+		defer ts.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ts.wg.Add(1)
+			go func() {
+				defer ts.wg.Done()
+				ctx := context.WithValue(context.Background(), http.LocalAddrContextKey, c.LocalAddr())
+				if ts.tls != nil {
+					tc := tls.Server(c, ts.tls)
+					if err := tc.Handshake(); err != nil {
+						c.Close()
+						return
+					}
+					ts.s.ServeTLSConn(ctx, tc)
+					return
+				}
+				ts.s.ServeConn(ctx, c, nil)
+			}()
+		}
+	}()
+	t.Cleanup(ts.close)
+	return ts
+}
+
+func (ts *testServer) close() {
+	ts.ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.s.Shutdown(ctx); err != nil {
+		ts.s.Close()
+	}
+	ts.wg.Wait()
+}
+
+var (
+	tlsOnce sync.Once
+	tlsConf *tls.Config
+)
+
+func testTLSConfig(t *testing.T) *tls.Config {
+	tlsOnce.Do(func() {
+		srv := httptest.NewUnstartedServer(nil)
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+		tlsConf = srv.TLS.Clone()
+		srv.Close()
+	})
+	c := tlsConf.Clone()
+	c.NextProtos = []string{"h2"}
+	return c
+}
+
+func (ts *testServer) client() *http.Client {
+	tr := &http2.Transport{}
+	if ts.tls != nil {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}
+	} else {
+		tr.AllowHTTP = true
+		tr.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+	}
+	ts.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+func (ts *testServer) url(path string) string {
+	if ts.tls != nil {
+		return "https://" + ts.addr + path
+	}
+	return "http://" + ts.addr + path
+}
+
+func TestBasicRequests(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, err := io.ReadAll(r.Body)
+				if err != nil {
+					t.Errorf("read body: %v", err)
+				}
+				w.Header().Set("X-Method", r.Method)
+				w.Header().Set("X-Len", fmt.Sprint(len(body)))
+				w.Header().Set("X-Proto", r.Proto)
+				w.Header().Set("X-TLS", fmt.Sprint(r.TLS != nil))
+				w.Write(body)
+			})
+			ts := newTestServer(t, h, useTLS)
+			cl := ts.client()
+			for _, size := range []int{0, 1, 1024, 5000, 100 << 10, 5 << 20} {
+				body := bytes.Repeat([]byte("x"), size)
+				res, err := cl.Post(ts.url("/echo"), "text/plain", bytes.NewReader(body))
+				if err != nil {
+					t.Fatalf("size %d: %v", size, err)
+				}
+				got, err := io.ReadAll(res.Body)
+				res.Body.Close()
+				if err != nil {
+					t.Fatalf("size %d: read: %v", size, err)
+				}
+				if !bytes.Equal(got, body) {
+					t.Fatalf("size %d: got %d bytes back", size, len(got))
+				}
+				if res.Header.Get("X-Proto") != "HTTP/2.0" || res.Header.Get("X-TLS") != fmt.Sprint(useTLS) {
+					t.Fatalf("headers %v", res.Header)
+				}
+			}
+			var wg sync.WaitGroup
+			for i := range 32 {
+				wg.Go(func() {
+					res, err := cl.Get(ts.url(fmt.Sprintf("/p/%d", i)))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+				})
+			}
+			wg.Wait()
+		})
+	}
+}
+
+func TestTrailersAndFlush(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Trailer", "X-Declared")
+		w.WriteHeader(200)
+		w.Write([]byte("part1"))
+		w.(http.Flusher).Flush()
+		w.Write([]byte("part2"))
+		w.Header().Set("X-Declared", "d:"+r.Trailer.Get("X-Req-Trailer"))
+		w.Header().Set(http.TrailerPrefix+"X-Late", "late")
+	})
+	ts := newTestServer(t, h, false)
+	req, _ := http.NewRequest("POST", ts.url("/"), io.NopCloser(strings.NewReader("abc")))
+	req.Trailer = http.Header{"X-Req-Trailer": {"rt"}}
+	res, err := ts.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(b) != "part1part2" {
+		t.Fatalf("body %q", b)
+	}
+	if res.Trailer.Get("X-Declared") != "d:rt" || res.Trailer.Get("X-Late") != "late" {
+		t.Fatalf("trailers %v", res.Trailer)
+	}
+}
+
+func TestContextCancelledOnReset(t *testing.T) {
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done()
+		done <- r.Context().Err()
+	})
+	ts := newTestServer(t, h, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.url("/"), nil)
+	go func() {
+		<-started
+		cancel()
+	}()
+	_, err := ts.client().Do(req)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v", err)
+	}
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("handler ctx err %v", err)
+	}
+}

@@ -59,8 +59,16 @@ func (c adsCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch
 
 // respondLocked answers w with ts's configuration. Callers hold s.mu.
 func (s *Server) respondLocked(p *proxyState, ts *typeState, w *watch) {
-	resp := &response{req: w.req, version: ts.version}
-	resp.resources, resp.entries = ts.resources(w)
+	ti := typeIndex(w.req.GetTypeUrl())
+	wildcard := w.sub.IsWildcard()
+	resp := &response{s: s, p: p, ti: ti, req: w.req, version: ts.version, parts: ts.parts,
+		partial: partialAllowed(p, ti, wildcard)}
+	if !wildcard {
+		resp.names = w.sub.SubscribedResources()
+		if resp.names == nil {
+			resp.names = map[string]struct{}{}
+		}
+	}
 	select {
 	case w.ch <- resp:
 	default:

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -21,12 +22,48 @@ func TestPreEncodedResponsesDecodeToTheSameMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &response{req: &discoverygrpc.DiscoveryRequest{TypeUrl: resource.ClusterType}, version: "42",
-		resources: set.anys, entries: set.entries}
+	r := &response{req: &discoverygrpc.DiscoveryRequest{TypeUrl: resource.ClusterType}, version: "42", parts: []*resourceSet{set}}
 	out, err := r.GetDiscoveryResponse()
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkPreEncoded(t, out)
+	// The resources are the shared bytes, not copies.
+	if &set.anys[0].Value[0] != &set.entries[0][len(set.entries[0])-len(set.anys[0].Value)] {
+		t.Error("an Any's value does not share its entry's bytes")
+	}
+}
+
+// TestPartialResponsesArePreEncodedToo: a response that leaves out what
+// the proxy holds is sent from the same shared entries.
+func TestPartialResponsesArePreEncodedToo(t *testing.T) {
+	held, err := marshalSet(resource.EndpointType, []types.Resource{
+		&endpointv3.ClusterLoadAssignment{ClusterName: "outbound|9080||reviews.default.svc.cluster.local"},
+		&endpointv3.ClusterLoadAssignment{ClusterName: "outbound|9080||ratings.default.svc.cluster.local"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := marshalShared(resource.EndpointType, []types.Resource{
+		&endpointv3.ClusterLoadAssignment{ClusterName: "outbound|9080||reviews.default.svc.cluster.local"},
+		&endpointv3.ClusterLoadAssignment{ClusterName: "outbound|9080||ratings.default.svc.cluster.local", Endpoints: []*endpointv3.LocalityLbEndpoints{{}}},
+	}, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anys, entries := selectResources([]*resourceSet{set}, nil, &heldSet{parts: []*resourceSet{held}})
+	if len(anys) != 1 || &entries[0][0] != &set.entries[1][0] {
+		t.Fatalf("selected %d resources, want ratings' shared entry alone", len(anys))
+	}
+	out := &discoverygrpc.DiscoveryResponse{VersionInfo: "43", TypeUrl: resource.EndpointType, Resources: anys}
+	rememberEntries(out, entries)
+	checkPreEncoded(t, out)
+}
+
+// checkPreEncoded checks that what the codec sends for out decodes to
+// out.
+func checkPreEncoded(t *testing.T, out *discoverygrpc.DiscoveryResponse) {
+	t.Helper()
 	out.Nonce = "7" // as the ADS server does before sending
 	m := preEncoded(out)
 	if _, ok := m.(*preEncodedResponse); !ok {
@@ -46,10 +83,6 @@ func TestPreEncodedResponsesDecodeToTheSameMessage(t *testing.T) {
 	}
 	if !proto.Equal(&got, out) {
 		t.Fatalf("decoded %v\nwant    %v", &got, out)
-	}
-	// The resources are the shared bytes, not copies.
-	if &set.anys[0].Value[0] != &set.entries[0][len(set.entries[0])-len(set.anys[0].Value)] {
-		t.Error("an Any's value does not share its entry's bytes")
 	}
 }
 

@@ -1,11 +1,14 @@
 package xds
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
 	"sync"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -50,11 +53,42 @@ type resourceSet struct {
 	// slice of its entry, so the bytes exist once.
 	entries [][]byte
 	digest  [sha256.Size]byte
+
+	// refs, for a set of clusters, are the endpoint sets (EDS service
+	// names) its EDS clusters use.
+	refs map[string]struct{}
+	// coveredBy, when set, is a set of clusters whose refs name every
+	// resource of this one (the endpoint sets of a consistent snapshot).
+	coveredBy *resourceSet
+
+	indexOnce sync.Once
+	index     map[string]int // names' positions, built on first lookup
+}
+
+// lookup returns the position of the resource called name.
+func (rs *resourceSet) lookup(name string) (int, bool) {
+	rs.indexOnce.Do(func() {
+		rs.index = make(map[string]int, len(rs.names))
+		for i, n := range rs.names {
+			rs.index[n] = i
+		}
+	})
+	i, ok := rs.index[name]
+	return i, ok
 }
 
 // marshalSet marshals rs, deterministically, so that equal resources have
 // equal bytes and equal digests.
 func marshalSet(typeURL string, rs []types.Resource) (*resourceSet, error) {
+	return marshalShared(typeURL, rs, nil)
+}
+
+// marshalShared is marshalSet, except that a resource whose bytes are
+// those of the resource of the same name in prev (the previous snapshot's
+// set) shares prev's entry: memory holds one copy, and a stream that
+// compares what a proxy holds with what it should (heldSet) compares
+// equal pointers.
+func marshalShared(typeURL string, rs []types.Resource, prev *resourceSet) (*resourceSet, error) {
 	set := &resourceSet{names: make([]string, len(rs)), anys: make([]*anypb.Any, len(rs)), entries: make([][]byte, len(rs))}
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
@@ -64,13 +98,30 @@ func marshalSet(typeURL string, rs []types.Resource) (*resourceSet, error) {
 			return nil, fmt.Errorf("marshal %s: %w", cachev3.GetResourceName(r), err)
 		}
 		set.names[i] = cachev3.GetResourceName(r)
-		set.entries[i], set.anys[i] = responseEntry(typeURL, b)
+		if j, ok := prevIndex(prev, set.names[i]); ok && bytes.Equal(prev.anys[j].GetValue(), b) {
+			set.entries[i], set.anys[i] = prev.entries[j], prev.anys[j]
+		} else {
+			set.entries[i], set.anys[i] = responseEntry(typeURL, b)
+		}
+		if c, ok := r.(*clusterv3.Cluster); ok && c.GetType() == clusterv3.Cluster_EDS {
+			if set.refs == nil {
+				set.refs = map[string]struct{}{}
+			}
+			set.refs[cmp.Or(c.GetEdsClusterConfig().GetServiceName(), c.GetName())] = struct{}{}
+		}
 		// Length-prefixed, so that no two lists hash the same bytes.
 		fmt.Fprintf(h, "%d:%s%d:", len(set.names[i]), set.names[i], len(b))
 		h.Write(b)
 	}
 	h.Sum(set.digest[:0])
 	return set, nil
+}
+
+func prevIndex(prev *resourceSet, name string) (int, bool) {
+	if prev == nil {
+		return 0, false
+	}
+	return prev.lookup(name)
 }
 
 // digestOf combines the digests of the parts of one proxy's configuration
@@ -109,8 +160,10 @@ type namespaceRoutes struct {
 	err  error
 }
 
-// newMeshConfig translates and marshals the shared part of snap.
-func newMeshConfig(snap *mesh.Snapshot) (*meshConfig, error) {
+// newMeshConfig translates and marshals the shared part of snap. prev,
+// the previous snapshot's, may be nil; unchanged resources share its
+// bytes.
+func newMeshConfig(snap *mesh.Snapshot, prev *meshConfig) (*meshConfig, error) {
 	sh, err := translate.NewShared(snap)
 	if err != nil {
 		return nil, err
@@ -129,12 +182,18 @@ func newMeshConfig(snap *mesh.Snapshot) (*meshConfig, error) {
 		return nil, fmt.Errorf("inconsistent snapshot: %w", err)
 	}
 	mc := &meshConfig{version: snap.Version, shared: sh, routes: map[string]*namespaceRoutes{}}
-	if mc.clusters, err = marshalSet(resource.ClusterType, sh.Clusters); err != nil {
+	var prevClusters, prevEndpoints *resourceSet
+	if prev != nil {
+		prevClusters, prevEndpoints = prev.clusters, prev.endpoints
+	}
+	if mc.clusters, err = marshalShared(resource.ClusterType, sh.Clusters, prevClusters); err != nil {
 		return nil, err
 	}
-	if mc.endpoints, err = marshalSet(resource.EndpointType, sh.Endpoints); err != nil {
+	if mc.endpoints, err = marshalShared(resource.EndpointType, sh.Endpoints, prevEndpoints); err != nil {
 		return nil, err
 	}
+	// Consistent (above): every endpoint set is one a cluster uses.
+	mc.endpoints.coveredBy = mc.clusters
 	if mc.secrets, err = marshalSet(resource.SecretType, sh.Secrets); err != nil {
 		return nil, err
 	}
@@ -208,6 +267,10 @@ type typeState struct {
 	// watch is the proxy's open request for this type, parked until the
 	// version differs from the one it holds.
 	watch *watch
+	// held is what the proxy holds of this type, for the types whose
+	// responses may leave out what it holds (partial.go); nil when the
+	// server does not know, and the next response carries everything.
+	held *heldSet
 
 	// What happened on the stream, in xDS versions.
 	sent, acked, nackVersion, nackMessage string
@@ -220,22 +283,39 @@ type watch struct {
 	ch  chan cachev3.Response
 }
 
-// response answers one request with a configuration. Its resources may be
-// shared with other responses: nobody modifies them.
+// response answers one request with a configuration: the parts of the
+// proxy's configuration of the type when it was made, and their version.
+// Which resources of them it carries is decided when the stream sends it
+// (GetDiscoveryResponse), in the order the proxy will read them: all that
+// the request subscribes to, or, when partial, only those the proxy does
+// not hold already (partial.go). Its resources may be shared with other
+// responses: nobody modifies them.
 type response struct {
-	req       *discoverygrpc.DiscoveryRequest
-	version   string
-	resources []*anypb.Any
-	entries   [][]byte // resources' wire entries, in the same order
+	s       *Server
+	p       *proxyState // nil in tests of a response alone
+	ti      int
+	req     *discoverygrpc.DiscoveryRequest
+	version string
+	parts   []*resourceSet
+	// names are the resources subscribed to; nil for a wildcard
+	// subscription.
+	names map[string]struct{}
+	// partial is set when the response may leave out what the proxy
+	// holds (partialAllowed).
+	partial bool
 }
 
 var _ cachev3.Response = (*response)(nil)
 
-// GetDiscoveryResponse returns a new message each time: the server sets
-// the nonce on it.
+// GetDiscoveryResponse returns the message to send. The ADS server calls
+// it once per response, from the stream's goroutine, just before it sends
+// it; a response dropped unsent (its stream ended) is never built, so
+// what the server records of the proxy's state (heldSet) is what went on
+// the stream, in stream order.
 func (r *response) GetDiscoveryResponse() (*discoverygrpc.DiscoveryResponse, error) {
-	out := &discoverygrpc.DiscoveryResponse{VersionInfo: r.version, TypeUrl: r.req.GetTypeUrl(), Resources: r.resources}
-	rememberEntries(out, r.entries)
+	resources, entries := r.content()
+	out := &discoverygrpc.DiscoveryResponse{VersionInfo: r.version, TypeUrl: r.req.GetTypeUrl(), Resources: resources}
+	rememberEntries(out, entries)
 	return out, nil
 }
 
@@ -243,39 +323,7 @@ func (r *response) GetRequest() *discoverygrpc.DiscoveryRequest { return r.req }
 func (r *response) GetVersion() (string, error)                 { return r.version, nil }
 func (r *response) GetResponseVersion() string                  { return r.version }
 
-// GetReturnedResources is nil: the cache does not track what each stream
-// returned; every response is the complete set of its type.
+// GetReturnedResources is nil: go-control-plane's server keeps it for its
+// own caches only; weft's tracks what each proxy holds itself (heldSet).
 func (r *response) GetReturnedResources() map[string]string { return nil }
 func (r *response) GetContext() context.Context             { return context.Background() }
-
-// resources lists what w asked for of ts: everything for a wildcard
-// subscription (weft-proxy's), otherwise the resources it names.
-func (ts *typeState) resources(w *watch) ([]*anypb.Any, [][]byte) {
-	if len(ts.parts) == 1 && w.sub.IsWildcard() {
-		return ts.parts[0].anys, ts.parts[0].entries
-	}
-	n := 0
-	for _, p := range ts.parts {
-		n += len(p.anys)
-	}
-	out := make([]*anypb.Any, 0, n)
-	entries := make([][]byte, 0, n)
-	var names map[string]struct{}
-	if !w.sub.IsWildcard() {
-		names = w.sub.SubscribedResources()
-	}
-	for _, p := range ts.parts {
-		if names == nil {
-			out = append(out, p.anys...)
-			entries = append(entries, p.entries...)
-			continue
-		}
-		for i, name := range p.names {
-			if _, ok := names[name]; ok {
-				out = append(out, p.anys[i])
-				entries = append(entries, p.entries[i])
-			}
-		}
-	}
-	return out, entries
-}

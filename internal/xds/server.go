@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -99,6 +100,9 @@ type proxyState struct {
 	// sentByNonce remembers which version each response carried, so an ACK
 	// or NACK can be tied to it.
 	sentByNonce map[string]string
+	// partialSotW is set when the node declares featurePartialSotW: its
+	// wildcard EDS subscription is sent only what changed (partial.go).
+	partialSotW bool
 	// gen is the generation of the snapshot xds was built from.
 	gen uint64
 	xds [numTypes]typeState
@@ -276,7 +280,10 @@ func (s *Server) Stop() { s.grpc.Stop() }
 func (s *Server) Update(snap *mesh.Snapshot) {
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
-	mc, err := newMeshConfig(snap)
+	s.mu.Lock()
+	prev := s.config
+	s.mu.Unlock()
+	mc, err := newMeshConfig(snap, prev)
 	if err != nil {
 		s.log.Error("translate failed; proxies keep their previous config", "version", snap.Version, "err", err)
 	}
@@ -383,6 +390,12 @@ func (s *Server) onStreamRequest(streamID int64, req *discoverygrpc.DiscoveryReq
 		if ts.nackVersion != "" {
 			req.VersionInfo = ts.nackVersion
 		}
+		// The proxy kept what it had before the rejected response, which
+		// the server no longer knows: the next response carries
+		// everything (partial.go).
+		if _, ours := p.sentByNonce[req.GetResponseNonce()]; ours {
+			ts.held = nil
+		}
 	} else {
 		ts.acked = req.GetVersionInfo()
 	}
@@ -431,6 +444,7 @@ func (s *Server) connect(streamID int64, node *corev3.Node) (*proxyState, error)
 		connectedAt: time.Now(),
 		release:     release,
 		sentByNonce: map[string]string{},
+		partialSotW: slices.Contains(node.GetClientFeatures(), featurePartialSotW),
 	}
 	s.mu.Lock()
 	if old := s.proxies[w.ID]; old != nil && old.streamID != streamID {

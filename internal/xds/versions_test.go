@@ -27,6 +27,12 @@ type adsClient struct {
 
 func subscribe(t *testing.T, client discoverygrpc.AggregatedDiscoveryServiceClient, versions map[string]string) *adsClient {
 	t.Helper()
+	return subscribeAs(t, client, reviewsNode(t), versions)
+}
+
+// subscribeStream opens an ADS stream that has sent nothing yet.
+func subscribeStream(t *testing.T, client discoverygrpc.AggregatedDiscoveryServiceClient) *adsClient {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	stream, err := client.StreamAggregatedResources(ctx)
@@ -44,15 +50,6 @@ func subscribe(t *testing.T, client discoverygrpc.AggregatedDiscoveryServiceClie
 			c.resps <- r
 		}
 	}()
-	for i, tn := range TypeNames {
-		req := &discoverygrpc.DiscoveryRequest{TypeUrl: tn.URL, VersionInfo: versions[tn.Short]}
-		if i == 0 {
-			req.Node = reviewsNode(t)
-		}
-		if err := stream.Send(req); err != nil {
-			t.Fatal(err)
-		}
-	}
 	return c
 }
 

@@ -13,6 +13,7 @@ package listener
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/weft-mesh/weft/internal/proxy/framing"
 	"github.com/weft-mesh/weft/internal/proxy/h1server"
+	"github.com/weft-mesh/weft/internal/proxy/h2server"
 	"github.com/weft-mesh/weft/internal/proxy/peer"
 )
 
@@ -43,6 +45,12 @@ type Server struct {
 	own     *h1server.Server
 	handoff *handoffListener
 	handed  sync.Map // framing.Conn handed to srv -> *peer.Info
+
+	// own2, when set, serves HTTP/2 connections (TLS with ALPN h2, and
+	// h2c with prior knowledge) with weft's own server loop (see
+	// h2server) instead of srv.
+	own2     *h2server.Server
+	sniffing sync.Map // net.Conn being checked for the h2c preface -> struct{}
 
 	mu       sync.Mutex
 	serveLn  net.Listener // what Serve accepts from, once it runs
@@ -63,6 +71,22 @@ func ownHTTP1() bool {
 		return false
 	}
 	return OwnHTTP1Default
+}
+
+// OwnHTTP2Default says whether listeners serve HTTP/2 with weft's own
+// server loop (internal/proxy/h2server) rather than net/http's. The
+// environment variable WEFT_PROXY_H2SERVER ("on" or "off") overrides it,
+// for measurements and as an escape hatch.
+const OwnHTTP2Default = true
+
+func ownHTTP2() bool {
+	switch os.Getenv("WEFT_PROXY_H2SERVER") {
+	case "on", "1", "true":
+		return true
+	case "off", "0", "false":
+		return false
+	}
+	return OwnHTTP2Default
 }
 
 // New returns a server for the already bound ln that hands every request
@@ -95,7 +119,28 @@ func New(name string, ln net.Listener, h http.Handler, log *slog.Logger) *Server
 	s := &Server{name: name, ln: ln, srv: srv, log: log}
 	srv.ConnContext = s.connContext
 	s.SetOwnHTTP1(ownHTTP1())
+	s.SetOwnHTTP2(ownHTTP2())
 	return s
+}
+
+// SetOwnHTTP2 turns weft's own HTTP/2 server loop on or off for the
+// connections accepted from now on. Call it before Serve.
+func (s *Server) SetOwnHTTP2(on bool) {
+	if !on {
+		s.own2 = nil
+		return
+	}
+	s.own2 = &h2server.Server{
+		Handler:        s.srv.Handler,
+		MaxHeaderBytes: s.srv.MaxHeaderBytes,
+		// A peer sidecar multiplexes all its requests to this workload
+		// over one connection: large windows, returned in large steps.
+		StreamWindow:      h2server.DefaultStreamWindow,
+		ConnWindow:        h2server.DefaultConnWindow,
+		ReadHeaderTimeout: s.srv.ReadHeaderTimeout,
+		IdleTimeout:       s.srv.IdleTimeout,
+		Log:               s.log,
+	}
 }
 
 // SetOwnHTTP1 turns weft's own HTTP/1.x server loop on or off for the
@@ -180,7 +225,7 @@ func (s *Server) Serve() error {
 		// Shutdown closes it too, unless it came before Serve.
 		defer s.det.Close()
 	}
-	if s.own != nil {
+	if s.own != nil || s.own2 != nil {
 		return s.serveOwn(ln)
 	}
 	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -189,9 +234,11 @@ func (s *Server) Serve() error {
 	return nil
 }
 
-// serveOwn accepts from ln and serves each HTTP/1.x connection with the
-// own loop, which hands over to net/http what it does not serve itself;
-// HTTP/2 over TLS goes straight to net/http.
+// serveOwn accepts from ln and serves each connection with the own loops
+// that are on: HTTP/1.x with h1server, which hands over what it does not
+// serve itself (h2c among it); HTTP/2 with h2server, over TLS straight
+// from here and h2c once its preface is seen. What no own loop serves
+// goes to net/http.
 func (s *Server) serveOwn(ln net.Listener) error {
 	s.mu.Lock()
 	if s.stopping {
@@ -224,12 +271,24 @@ func (s *Server) serveOwn(ln net.Listener) error {
 		delay = 0
 		fc, ok := c.(*framing.Conn)
 		if !ok {
-			// HTTP/2 over TLS (ALPN h2): net/http's.
-			s.handoff.push(c)
+			// HTTP/2 over TLS (ALPN h2).
+			tc, isTLS := c.(*tls.Conn)
+			if s.own2 == nil || !isTLS {
+				s.handoff.push(c)
+				continue
+			}
+			ctx := context.WithValue(base, http.LocalAddrContextKey, c.LocalAddr())
+			ctx = s.connContext(ctx, c)
+			go s.own2.ServeTLSConn(ctx, tc)
 			continue
 		}
 		ctx := context.WithValue(base, http.LocalAddrContextKey, c.LocalAddr())
 		ctx = s.connContext(ctx, fc)
+		if s.own == nil {
+			// No own HTTP/1 loop: look for the h2c preface here.
+			go s.sniffH2(ctx, fc.Conn)
+			continue
+		}
 		go s.own.ServeConn(ctx, fc.Conn)
 	}
 	if s.isStopping() {
@@ -251,9 +310,22 @@ func (s *Server) isStopping() bool {
 	return s.stopping
 }
 
-// handOff gives net/http a connection the own loop does not serve, read
-// through a new framing guard; c replays what the loop had read.
+// handOff takes a connection the own HTTP/1 loop does not serve; c
+// replays what the loop had read. h2c goes to the own HTTP/2 loop when it
+// is on, the rest to net/http.
 func (s *Server) handOff(ctx context.Context, c net.Conn) {
+	if s.own2 != nil {
+		// Reading the rest of the preface may block: not on the
+		// caller's goroutine.
+		go s.sniffH2(ctx, c)
+		return
+	}
+	s.pushToNetHTTP(ctx, c)
+}
+
+// pushToNetHTTP gives net/http a connection, read through a new framing
+// guard.
+func (s *Server) pushToNetHTTP(ctx context.Context, c net.Conn) {
 	fc := framing.NewConn(c)
 	if info, ok := peer.FromContext(ctx); ok {
 		s.handed.Store(fc, info)
@@ -282,6 +354,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// take it.
 		err = s.own.Shutdown(ctx)
 	}
+	if s.own2 != nil {
+		if s.own == nil {
+			s.mu.Lock()
+			s.stopping = true
+			ln := s.serveLn
+			s.mu.Unlock()
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		s.closeSniffing()
+		if err == nil {
+			err = s.own2.Shutdown(ctx)
+		}
+	}
 	if err == nil {
 		err = s.srv.Shutdown(ctx)
 	}
@@ -289,6 +376,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.log.Warn("drain deadline passed; closing remaining connections", "err", err)
 		if s.own != nil {
 			s.own.Close()
+		}
+		if s.own2 != nil {
+			s.own2.Close()
 		}
 		_ = s.srv.Close()
 	}

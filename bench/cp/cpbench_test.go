@@ -145,7 +145,7 @@ func TestWorkloadsSpreadEndpointsOverServices(t *testing.T) {
 
 func TestNodeCarriesTheMetadataTheControlPlaneReads(t *testing.T) {
 	_, _, extra := makeWorkloads(Size{Proxies: 1, Services: 1, Endpoints: 1, Namespaces: 1}, 1)
-	n, err := extra[0].node()
+	n, err := extra[0].node([]string{partialSotW})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +154,9 @@ func TestNodeCarriesTheMetadataTheControlPlaneReads(t *testing.T) {
 		if md[k].GetStringValue() == "" {
 			t.Errorf("metadata %s is empty", k)
 		}
+	}
+	if n.GetClientFeatures()[0] != "com.github.weft-mesh.partial-sotw" {
+		t.Errorf("client features = %q, want weft-proxy's", n.GetClientFeatures())
 	}
 	if md["service_port"].GetNumberValue() != 9080 || md["labels"].GetStructValue().GetFields()["app"].GetStringValue() != "svc-0000" {
 		t.Errorf("metadata = %v", md)
@@ -280,5 +283,15 @@ func TestThousands(t *testing.T) {
 		if got := thousands(n); got != want {
 			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestParseWchar(t *testing.T) {
+	n, err := parseWchar("rchar: 4096\nwchar: 380123456\nsyscr: 12\nsyscw: 40\nread_bytes: 0\nwrite_bytes: 8192\n")
+	if err != nil || n != 380123456 {
+		t.Fatalf("parseWchar = %d, %v; want 380123456", n, err)
+	}
+	if _, err := parseWchar("rchar: 1\n"); err == nil {
+		t.Fatal("no error without wchar")
 	}
 }

@@ -171,3 +171,26 @@ func describeMachine() Machine {
 	}
 	return m
 }
+
+// readWchar reads wchar, the bytes process pid has passed to write system
+// calls (sockets included), out of /proc/PID/io.
+func readWchar(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseWchar(string(b))
+}
+
+func parseWchar(s string) (int64, error) {
+	for _, line := range strings.Split(s, "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse /proc io: wchar: %w", err)
+			}
+			return n, nil
+		}
+	}
+	return 0, errors.New("parse /proc io: no wchar")
+}

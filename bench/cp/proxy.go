@@ -127,8 +127,13 @@ type workload struct {
 	InboundAddr, OutboundAddr, AppAddr, AdminAddr string
 }
 
-// node is the xDS node a weft-proxy sends for w (docs/xds.md, "Node").
-func (w workload) node() (*corev3.Node, error) {
+// partialSotW is the client feature by which weft-proxy asks for EDS
+// responses that carry only what changed (docs/xds.md, "Subscriptions").
+const partialSotW = "com.github.weft-mesh.partial-sotw"
+
+// node is the xDS node a weft-proxy sends for w (docs/xds.md, "Node"),
+// declaring features.
+func (w workload) node(features []string) (*corev3.Node, error) {
 	md, err := structpb.NewStruct(map[string]any{
 		"service":         w.Service,
 		"namespace":       w.Namespace,
@@ -149,6 +154,7 @@ func (w workload) node() (*corev3.Node, error) {
 		Metadata:             md,
 		UserAgentName:        "weft-proxy",
 		UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: "cpbench"},
+		ClientFeatures:       features,
 	}, nil
 }
 
@@ -182,6 +188,12 @@ type ackEvent struct {
 type simProxy struct {
 	w     workload
 	token string
+	// features are the node's client features: partialSotW, as
+	// weft-proxy declares it, unless the run simulates older proxies.
+	features []string
+	// recvBytes counts the bytes of every response received (gRPC
+	// message bytes, before TLS).
+	recvBytes atomic.Int64
 
 	first     chan struct{} // closed at the first response
 	firstOnce sync.Once
@@ -203,7 +215,7 @@ type simProxy struct {
 const maxEvents = 100_000
 
 func newSimProxy(w workload, token string) *simProxy {
-	p := &simProxy{w: w, token: token, first: make(chan struct{})}
+	p := &simProxy{w: w, token: token, first: make(chan struct{}), features: []string{partialSotW}}
 	p.maxAcked.Store(-1)
 	return p
 }
@@ -219,7 +231,7 @@ func (p *simProxy) run(ctx context.Context, conn *grpc.ClientConn, registerOnly 
 	if err != nil {
 		return p.streamErr("open ads stream", err)
 	}
-	node, err := p.w.node()
+	node, err := p.w.node(p.features)
 	if err != nil {
 		return err
 	}
@@ -241,6 +253,7 @@ func (p *simProxy) run(ctx context.Context, conn *grpc.ClientConn, registerOnly 
 		if err := st.RecvMsg(&r); err != nil {
 			return p.streamErr("receive", err)
 		}
+		p.recvBytes.Add(int64(r.Bytes))
 		p.firstOnce.Do(func() { close(p.first) })
 		if registerOnly {
 			return nil

@@ -108,6 +108,9 @@ type InitialPush struct {
 	// the last push the connections caused was ACKed.
 	FromFirstDialS float64 `json:"fromFirstDialS"`
 	CPUSeconds     float64 `json:"cpCpuSeconds"`
+	// ProxyBytes and CPWriteBytes are as in Change.
+	ProxyBytes   int64 `json:"proxyBytes"`
+	CPWriteBytes int64 `json:"cpWriteBytes"`
 }
 
 // TypeSize is one response of one type to one proxy.
@@ -128,9 +131,16 @@ type Change struct {
 	Versions int   `json:"versions"`
 	// Types are the xDS types that got a new version (on any proxy).
 	Types      []string `json:"types"`
-	Latency    Latency `json:"latency"`
-	CPUSeconds float64 `json:"cpCpuSeconds"`
-	WallS      float64 `json:"wallS"`
+	Latency    Latency  `json:"latency"`
+	CPUSeconds float64  `json:"cpCpuSeconds"`
+	WallS      float64  `json:"wallS"`
+	// ProxyBytes is what the measured proxies received from the change
+	// until the mesh settled, in gRPC message bytes (the new proxy of an
+	// endpoint change not counted). CPWriteBytes is what the control
+	// plane wrote meanwhile (/proc/PID/io wchar: TLS records, and store
+	// writes); -1 when unknown.
+	ProxyBytes   int64 `json:"proxyBytes"`
+	CPWriteBytes int64 `json:"cpWriteBytes"`
 }
 
 // Memory is the control plane's resident memory, MiB.
@@ -339,8 +349,9 @@ func Markdown(r *Result) string {
 		w("| cold start: first dial → every proxy ACKed the last push its connection caused | %s |\n", seconds(ip.FromFirstDialS))
 	}
 	if ip.Latency.Count > 0 {
-		w("| full push: one apply changing every proxy's %s (a mesh-wide PeerAuthentication, a DestinationRule subset and a VirtualService) → each proxy ACKed them all, p50 / max | %s / %s, control plane CPU %s |\n",
-			strings.Join(ip.Types, ", "), seconds(ip.Latency.P50MS/1000), seconds(ip.Latency.MaxMS/1000), seconds(ip.CPUSeconds))
+		w("| full push: one apply changing every proxy's %s (a mesh-wide PeerAuthentication, a DestinationRule subset and a VirtualService) → each proxy ACKed them all, p50 / max | %s / %s, control plane CPU %s%s |\n",
+			strings.Join(ip.Types, ", "), seconds(ip.Latency.P50MS/1000), seconds(ip.Latency.MaxMS/1000), seconds(ip.CPUSeconds),
+			sentLabel(float64(ip.ProxyBytes), float64(ip.CPWriteBytes)))
 	}
 	if len(r.PushSize) > 0 {
 		var parts []string
@@ -349,7 +360,7 @@ func Markdown(r *Result) string {
 			parts = append(parts, fmt.Sprintf("%s %s / %s", t.Type, thousands(t.Resources), bytesLabel(t.Bytes)))
 			total += t.Bytes
 		}
-		w("| one push to one proxy (resources / bytes) | %s; %s in all |\n", strings.Join(parts, ", "), bytesLabel(total))
+		w("| the full push to one proxy (resources / bytes; EDS carries only the endpoint sets that are new or changed) | %s; %s in all |\n", strings.Join(parts, ", "), bytesLabel(total))
 	}
 	for _, c := range []struct {
 		kind, label string
@@ -361,17 +372,27 @@ func Markdown(r *Result) string {
 		if c.lat.Count == 0 {
 			continue
 		}
-		n, cpu := 0, 0.0
+		n, cpu, sent, wrote := 0, 0.0, 0.0, 0.0
 		var types []string
 		for _, ch := range r.Changes {
 			if ch.Kind == c.kind {
 				n++
 				cpu += ch.CPUSeconds
 				types = ch.Types
+				sent += float64(ch.ProxyBytes)
+				if wrote >= 0 && ch.CPWriteBytes >= 0 {
+					wrote += float64(ch.CPWriteBytes)
+				} else {
+					wrote = -1
+				}
 			}
 		}
-		w("| %s (%s), p50 / p90 / p99 / max over %d changes × %s proxies | %s / %s / %s / %s, control plane CPU %s per change |\n",
-			c.label, strings.Join(types, ", "), n, thousands(r.Size.Proxies), ms(c.lat.P50MS), ms(c.lat.P90MS), ms(c.lat.P99MS), ms(c.lat.MaxMS), seconds(cpu/float64(n)))
+		if wrote > 0 {
+			wrote /= float64(n)
+		}
+		w("| %s (%s), p50 / p90 / p99 / max over %d changes × %s proxies | %s / %s / %s / %s, control plane CPU %s%s per change |\n",
+			c.label, strings.Join(types, ", "), n, thousands(r.Size.Proxies), ms(c.lat.P50MS), ms(c.lat.P90MS), ms(c.lat.P99MS), ms(c.lat.MaxMS), seconds(cpu/float64(n)),
+			sentLabel(sent/float64(n), wrote))
 	}
 	if r.Incomplete == "" {
 		w("| control plane RSS: idle / endpoints registered, no proxy / steady with every proxy / peak (VmHWM) | %.0f / %.0f / %.0f / %.0f MiB |\n",
@@ -508,6 +529,20 @@ func ms(v float64) string {
 }
 
 func gib(mib int64) string { return fmt.Sprintf("%.0f GiB", float64(mib)/1024) }
+
+// sentLabel says how much went to the proxies: ", <proxy bytes> to the
+// proxies (control plane write() <wrote>)", or nothing when unknown (runs
+// before the harness counted it). wrote < 0 is unknown.
+func sentLabel(proxyBytes, wrote float64) string {
+	if proxyBytes <= 0 {
+		return ""
+	}
+	out := ", " + bytesLabel(int(proxyBytes)) + " to the proxies"
+	if wrote >= 0 {
+		out += " (control plane write() " + bytesLabel(int(wrote)) + ")"
+	}
+	return out
+}
 
 func bytesLabel(n int) string {
 	switch {

@@ -80,7 +80,11 @@ type Config struct {
 	// MaxRSSMiB stops the run when the control plane's RSS passes it, so
 	// that a control plane that cannot fit does not take the machine down.
 	MaxRSSMiB float64
-	Out       io.Writer
+	// FullEDS makes the simulated proxies not declare the client feature
+	// com.github.weft-mesh.partial-sotw, as weft-proxies before it did:
+	// every EDS response then carries every endpoint set.
+	FullEDS bool
+	Out     io.Writer
 }
 
 // BudgetError says that a run stopped at its time bound or memory guard:
@@ -236,7 +240,8 @@ func (b *bench) run(ctx context.Context) error {
 	})
 	b.stopPerf("while the proxies connected and during the full push")
 	ip := summarize(lat)
-	b.res.InitialPush = InitialPush{Revision: ch.Version, Types: ch.Types, Latency: ip, FromFirstDialS: b.res.InitialPush.FromFirstDialS, CPUSeconds: ch.CPUSeconds}
+	b.res.InitialPush = InitialPush{Revision: ch.Version, Types: ch.Types, Latency: ip, FromFirstDialS: b.res.InitialPush.FromFirstDialS, CPUSeconds: ch.CPUSeconds,
+		ProxyBytes: ch.ProxyBytes, CPWriteBytes: ch.CPWriteBytes}
 	if err != nil {
 		return err
 	}
@@ -260,8 +265,8 @@ func (b *bench) run(ctx context.Context) error {
 				return err
 			}
 			epLat = append(epLat, lat...)
-			b.logf("endpoint change %d (%s): p50 %.0fms p99 %.0fms max %.0fms, control plane CPU %.1fs",
-				i+1, ch.Service, ch.Latency.P50MS, ch.Latency.P99MS, ch.Latency.MaxMS, ch.CPUSeconds)
+			b.logf("endpoint change %d (%s): p50 %.0fms p99 %.0fms max %.0fms, control plane CPU %.1fs, %s to the proxies",
+				i+1, ch.Service, ch.Latency.P50MS, ch.Latency.P99MS, ch.Latency.MaxMS, ch.CPUSeconds, bytesLabel(int(ch.ProxyBytes)))
 			if v, err = b.settle(ctx, ch.Version); err != nil {
 				return err
 			}
@@ -273,8 +278,8 @@ func (b *bench) run(ctx context.Context) error {
 				return err
 			}
 			cfgLat = append(cfgLat, lat...)
-			b.logf("config change %d (%s): p50 %.0fms p99 %.0fms max %.0fms, control plane CPU %.1fs",
-				i+1, ch.Service, ch.Latency.P50MS, ch.Latency.P99MS, ch.Latency.MaxMS, ch.CPUSeconds)
+			b.logf("config change %d (%s): p50 %.0fms p99 %.0fms max %.0fms, control plane CPU %.1fs, %s to the proxies",
+				i+1, ch.Service, ch.Latency.P50MS, ch.Latency.P99MS, ch.Latency.MaxMS, ch.CPUSeconds, bytesLabel(int(ch.ProxyBytes)))
 			if v, err = b.settle(ctx, ch.Version); err != nil {
 				return err
 			}
@@ -489,7 +494,7 @@ func (b *bench) registerParked(ctx context.Context, ws []workload, pool *x509.Ce
 	m0 := b.snapshotCPU()
 	done := &b.registered
 	err := forEach(ctx, len(ws), 64, func(ctx context.Context, i int) error {
-		p := newSimProxy(ws[i], b.tokenFor(ws[i]))
+		p := b.newProxy(ws[i])
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		if err := p.run(sctx, conns[i%len(conns)], true); err != nil {
@@ -529,7 +534,7 @@ func (b *bench) connectLive(ctx context.Context, ws []workload, pool *x509.CertP
 			return err
 		}
 		b.conns = append(b.conns, conn)
-		p := newSimProxy(w, b.tokenFor(w))
+		p := b.newProxy(w)
 		b.tlMu.Lock()
 		b.proxies = append(b.proxies, p)
 		b.tlMu.Unlock()
@@ -678,6 +683,7 @@ func (b *bench) settle(ctx context.Context, min int64) (int64, error) {
 // measures each proxy's delay from just before do.
 func (b *bench) measureChange(ctx context.Context, kind string, w workload, do func() (int64, error)) (Change, []time.Duration, error) {
 	ch := Change{Kind: kind, Service: w.Namespace + "/" + w.Service}
+	bytes0, wchar0 := b.proxyBytes(), b.cpWriteBytes()
 	m0 := b.snapshotCPU()
 	rev, err := do()
 	if err != nil {
@@ -687,6 +693,7 @@ func (b *bench) measureChange(ctx context.Context, kind string, w workload, do f
 		_, err = b.settle(ctx, rev)
 	}
 	m1 := b.snapshotCPU()
+	ch.ProxyBytes, ch.CPWriteBytes = b.proxyBytes()-bytes0, b.cpWriteBytes()-wchar0
 	lat, versions, types := b.latencies(rev, m0.at)
 	ch.Latency, ch.CPUSeconds, ch.WallS = summarize(lat), m1.cp-m0.cp, b.lastAck().Sub(m0.at).Seconds()
 	ch.Version, ch.Versions, ch.Types = lowest(versions), len(versions), types
@@ -733,7 +740,7 @@ func (b *bench) endpointChange(ctx context.Context, w workload, base int64, pool
 	if err := connectNow(ctx, conn); err != nil {
 		return Change{Kind: "endpoint"}, nil, err
 	}
-	p := newSimProxy(w, b.tokenFor(w))
+	p := b.newProxy(w)
 	pctx, cancel := context.WithCancel(b.proxyCtx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -879,4 +886,35 @@ func gitCommit(ctx context.Context, root string) string {
 		commit += "+changes"
 	}
 	return commit
+}
+
+// newProxy is a simulated proxy for w, declaring what weft-proxy declares
+// unless the run simulates older proxies (Config.FullEDS).
+func (b *bench) newProxy(w workload) *simProxy {
+	p := newSimProxy(w, b.tokenFor(w))
+	if b.cfg.FullEDS {
+		p.features = nil
+	}
+	return p
+}
+
+// proxyBytes is what the measured proxies have received so far, in gRPC
+// message bytes.
+func (b *bench) proxyBytes() int64 {
+	var n int64
+	for _, p := range b.proxiesSoFar() {
+		n += p.recvBytes.Load()
+	}
+	return n
+}
+
+// cpWriteBytes is what the control plane has written so far with write
+// system calls (/proc/PID/io wchar: TLS records to the proxies, and its
+// store's writes); -1 when it cannot be read.
+func (b *bench) cpWriteBytes() int64 {
+	n, err := readWchar(b.cp.pid())
+	if err != nil {
+		return -1
+	}
+	return n
 }

@@ -50,6 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	maxRSS := fs.Float64("max-rss", defaultMaxRSS(), "stop the run when the control plane's RSS passes this many MiB (0: never); default 8 GiB or half the machine's memory, whichever is less")
 	keep := fs.Bool("keep", false, "keep the temporary directory (control plane log, perf data)")
 	command := fs.String("command", "", "how this run was started, for the record")
+	fullEDS := fs.Bool("full-eds", false, "simulate weft-proxies that do not declare com.github.weft-mesh.partial-sotw: every EDS response carries every endpoint set (the behaviour before partial EDS), for comparison; the doc is left alone")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -74,6 +75,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Mode: *mode, Size: size, AllLive: *allLive, EndpointChanges: *epChanges, ConfigChanges: *cfgChanges,
 		Weft: *weft, ResultsDir: *results, Doc: "docs/PERFORMANCE.md", Command: *command,
 		Profile: *mode != "quick", Keep: *keep, Timeout: *timeout, Grace: *grace, MaxRSSMiB: *maxRSS, Out: stdout,
+	}
+	cfg.FullEDS = *fullEDS
+	if *fullEDS {
+		cfg.Mode, cfg.Doc = *mode+"-full-eds", ""
 	}
 	if custom || *allLive {
 		cfg.Mode, cfg.Doc = "custom", ""

@@ -438,6 +438,7 @@ func (c *conn) writeResponse(st *stream, head *respHead, p []byte, endData bool,
 			c.mu.Unlock()
 		}
 		last := n == len(p)
+		ended := head != nil && head.endStream || last && (endData || tr != nil)
 		c.wmu.Lock()
 		c.mu.Lock()
 		if err := st.sendErrLocked(); err != nil {
@@ -449,23 +450,29 @@ func (c *conn) writeResponse(st *stream, head *respHead, p []byte, endData bool,
 		c.ctl = c.ctl[:0]
 		c.applyTableSizeLocked()
 		maxFrame := c.maxFrame
+		// The stream's state moves before the frames leave, so the
+		// reader never sees a peer's next frame on a stream it still
+		// thinks open.
+		rst := false
+		if ended {
+			rst = c.endResponseLocked(st)
+		}
 		c.mu.Unlock()
-		ended := false
 		if head != nil {
 			c.wbuf = appendHeaderBlock(c.wbuf, st.id, c.encodeHead(head), head.endStream, maxFrame)
 			if head.status >= 200 || head.status == 0 {
 				st.finalSent = true
 			}
-			ended = head.endStream
 			head = nil
 		}
 		if n > 0 || (last && endData) {
 			c.wbuf = appendData(c.wbuf, st.id, p[:n], last && endData, maxFrame)
-			ended = ended || (last && endData)
 		}
 		if last && tr != nil {
 			c.wbuf = appendHeaderBlock(c.wbuf, st.id, c.encodeHead(tr), true, maxFrame)
-			ended = true
+		}
+		if rst {
+			c.wbuf = appendRSTStream(c.wbuf, st.id, http2.ErrCodeNo)
 		}
 		err := c.writeLocked()
 		c.wmu.Unlock()
@@ -474,9 +481,6 @@ func (c *conn) writeResponse(st *stream, head *respHead, p []byte, endData bool,
 		}
 		p = p[n:]
 		if last {
-			if ended {
-				c.streamEnded(st)
-			}
 			return nil
 		}
 	}
@@ -496,24 +500,23 @@ func (st *stream) sendErrLocked() error {
 	return nil
 }
 
-// streamEnded records that END_STREAM went out on st: the stream closes
-// if the request ended too, and is reset with NO_ERROR otherwise (the
-// client need not send the rest; RFC 9113 8.1), as net/http's server.
-func (c *conn) streamEnded(st *stream) {
-	c.mu.Lock()
+// endResponseLocked records that END_STREAM goes out on st: the stream
+// closes if the request ended too; otherwise it is reset with NO_ERROR
+// (the client need not send the rest; RFC 9113 8.1), as net/http's
+// server does, and endResponseLocked reports that the caller must send
+// that RST_STREAM after the response.
+func (c *conn) endResponseLocked(st *stream) bool {
 	st.respDone = true
-	if !st.removed {
-		if st.state == stateHalfClosedRemote {
-			c.closeStreamLocked(st, errHandlerComplete)
-		} else {
-			c.resetStreamLocked(st.id, http2.ErrCodeNo)
-		}
+	if st.removed {
+		return false
 	}
-	ctl := len(c.ctl) > 0
-	c.mu.Unlock()
-	if ctl {
-		c.flushCtl()
+	if st.state == stateHalfClosedRemote {
+		c.closeStreamLocked(st, errHandlerComplete)
+		return false
 	}
+	st.reset = true
+	c.closeStreamLocked(st, http2.StreamError{StreamID: st.id, Code: http2.ErrCodeNo})
+	return true
 }
 
 // encodeHead hpack-encodes a header or trailer block; wmu is held.

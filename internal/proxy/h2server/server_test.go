@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -223,3 +224,5 @@ func TestContextCancelledOnReset(t *testing.T) {
 		t.Fatalf("handler ctx err %v", err)
 	}
 }
+
+var discardLog = log.New(io.Discard, "", 0)

@@ -25,9 +25,10 @@ import (
 // else (streamed or chunked bodies, which need full duplex, Expect:
 // 100-continue, trailers on requests) takes the http.Transport.
 //
-// Responses are parsed by net/http (http.ReadResponse: chunked bodies,
-// trailers, conflicting lengths refused, bodies of HEAD, 204 and 304),
-// so only the request side and the connection pool are weft's.
+// The common response head (HTTP/1.1, one Content-Length) is parsed here
+// too (h1resp.go); every other one by net/http (http.ReadResponse: chunked
+// bodies, trailers, conflicting lengths refused, bodies of HEAD, 204 and
+// 304).
 type h1Pool struct {
 	dial        func(ctx context.Context, addr string) (net.Conn, error)
 	idleTimeout time.Duration
@@ -194,6 +195,9 @@ type h1Exchange struct {
 	stop      func() bool
 	cancelled atomic.Bool
 	deadline  bool
+	// res and body hold the response when readResponse parses it itself.
+	res  http.Response
+	body lengthBody
 }
 
 // errH1Retry marks a failure on a reused connection before any byte of a
@@ -293,7 +297,7 @@ func (x *h1Exchange) send(ctx context.Context, head []byte, out *http.Request, d
 			}
 			return nil, x.err(err)
 		}
-		res, err := http.ReadResponse(pc.br, out)
+		res, err := readResponse(pc.br, out, &x.res, &x.body)
 		if err != nil {
 			return nil, x.err(err)
 		}

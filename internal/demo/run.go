@@ -19,6 +19,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/weft-mesh/weft/internal/freeport"
 )
 
 // Options configures Run. The zero value runs the demo until ctx is done,
@@ -338,19 +340,16 @@ func (r *runner) layout() error {
 	return nil
 }
 
-// freeAddrs returns n distinct free loopback addresses. They are free when
-// it returns; another process could take one before the demo binds it, which
-// is good enough for a demo.
+// freeAddrs returns n distinct loopback addresses for the demo's processes
+// to bind, from a port range nothing else takes meanwhile (see freeport).
 func freeAddrs(n int) ([]string, error) {
 	addrs := make([]string, 0, n)
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := freeport.Addr()
 		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
+			return nil, err
 		}
-		// Held open until all are found, so that no port is returned twice.
-		defer ln.Close()
-		addrs = append(addrs, ln.Addr().String())
+		addrs = append(addrs, addr)
 	}
 	return addrs, nil
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/weft-mesh/weft/internal/apiclient"
+	"github.com/weft-mesh/weft/internal/freeport"
 )
 
 // binDir holds the weft and weft-proxy binaries TestMain builds.
@@ -50,15 +51,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freeAddr returns a loopback address with a port nobody listens on now.
+// freeAddr returns a loopback address for a process to bind, from a port
+// range nothing else takes meanwhile (see freeport).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // process is a child process whose output is kept for failure reports.

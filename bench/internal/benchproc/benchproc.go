@@ -4,21 +4,15 @@
 package benchproc
 
 import (
-	"fmt"
-	"net"
 	"os"
 	"strings"
+
+	"github.com/weft-mesh/weft/internal/freeport"
 )
 
-// FreeAddr returns a loopback address with a port nobody listens on now.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free loopback port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// FreeAddr returns a loopback address for a process to bind, from a port
+// range nothing else takes meanwhile (see freeport).
+func FreeAddr() (string, error) { return freeport.Addr() }
 
 // LastLines returns the last n lines of s.
 func LastLines(s string, n int) string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -226,3 +227,5 @@ func TestContextCancelledOnReset(t *testing.T) {
 }
 
 var discardLog = log.New(io.Discard, "", 0)
+
+var discardSlog = slog.New(slog.DiscardHandler)

@@ -62,6 +62,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),60000x) ./internal/jwks/
 	$(GO) test -run '^$$' -fuzz '^FuzzFramingAgreesWithNetHTTP$$' -fuzztime $(or $(FUZZTIME),30000x) ./internal/proxy/framing/
 	$(GO) test -run '^$$' -fuzz '^FuzzOwnLoopAgreesWithNetHTTP$$' -fuzztime $(or $(FUZZTIME),20000x) ./internal/proxy/listener/
+	$(GO) test -run '^$$' -fuzz '^FuzzOwnServerAgreesWithNetHTTP$$' -fuzztime $(or $(FUZZTIME),12000x) ./internal/proxy/h2server/
 	$(GO) test -run '^$$' -fuzz '^FuzzResponseAgreesWithNetHTTP$$' -fuzztime $(or $(FUZZTIME),100000x) ./internal/proxy/forward/
 
 # The benchmark against nginx (bench/, results in docs/PERFORMANCE.md and

@@ -601,9 +601,10 @@ func (c *conn) closeStreamLocked(st *stream, err error) {
 	st.removed = true
 	delete(c.streams, st.id)
 	if n := int64(len(st.body) - st.bodyOff); n > 0 {
+		// What is buffered stays readable, as in net/http, but no
+		// longer holds connection window.
 		c.returnConnWindowLocked(n)
 	}
-	st.body, st.bodyOff = st.body[:0], 0
 	if st.bodyErr == nil {
 		if se, ok := err.(http2.StreamError); ok && se.Code == http2.ErrCodeNo {
 			err = errHandlerComplete

@@ -150,7 +150,7 @@ func TestH2spec(t *testing.T) {
 
 // newNetHTTPServer serves h with net/http's server (h2c prior knowledge,
 // or TLS with ALPN h2) on a loopback port and returns its address.
-func newNetHTTPServer(t *testing.T, h http.Handler, useTLS bool) string {
+func newNetHTTPServer(t testing.TB, h http.Handler, useTLS bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -160,7 +160,8 @@ func newNetHTTPServer(t *testing.T, h http.Handler, useTLS bool) string {
 	p.SetHTTP1(true)
 	p.SetHTTP2(true)
 	p.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: h, Protocols: &p, ReadHeaderTimeout: 30 * time.Second, ErrorLog: discardLog}
+	srv := &http.Server{Handler: h, Protocols: &p, ReadHeaderTimeout: 30 * time.Second, ErrorLog: discardLog,
+		DisableGeneralOptionsHandler: true} // as the listeners
 	if useTLS {
 		srv.TLSConfig = testTLSConfig(t)
 		srv.TLSConfig.NextProtos = []string{"h2", "http/1.1"}

@@ -23,21 +23,24 @@ import (
 // testServer serves h2c (prior knowledge) or TLS (ALPN h2) with an own
 // Server on a loopback port.
 type testServer struct {
-	t    *testing.T
+	t    testing.TB
 	s    *Server
 	ln   net.Listener
 	tls  *tls.Config
 	wg   sync.WaitGroup
 	addr string
+	// connDone gets a value each time ServeConn returns, which is
+	// after the connection's handlers have.
+	connDone chan struct{}
 }
 
-func newTestServer(t *testing.T, h http.Handler, useTLS bool, opts ...func(*Server)) *testServer {
+func newTestServer(t testing.TB, h http.Handler, useTLS bool, opts ...func(*Server)) *testServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{t: t, s: &Server{Handler: h}, ln: ln, addr: ln.Addr().String()}
+	ts := &testServer{t: t, s: &Server{Handler: h}, ln: ln, addr: ln.Addr().String(), connDone: make(chan struct{}, 1024)}
 	for _, o := range opts {
 		o(ts.s)
 	}
@@ -66,6 +69,10 @@ func newTestServer(t *testing.T, h http.Handler, useTLS bool, opts ...func(*Serv
 					return
 				}
 				ts.s.ServeConn(ctx, c, nil)
+				select {
+				case ts.connDone <- struct{}{}:
+				default:
+				}
 			}()
 		}
 	}()
@@ -88,7 +95,7 @@ var (
 	tlsConf *tls.Config
 )
 
-func testTLSConfig(t *testing.T) *tls.Config {
+func testTLSConfig(t testing.TB) *tls.Config {
 	tlsOnce.Do(func() {
 		srv := httptest.NewUnstartedServer(nil)
 		srv.EnableHTTP2 = true

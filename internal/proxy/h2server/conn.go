@@ -555,7 +555,7 @@ func (c *conn) processTrailers(st *stream, f *http2.MetaHeadersFrame) error {
 func (c *conn) startHandlerLocked(st *stream) {
 	c.handlers++
 	c.wg.Add(1)
-	go c.runHandler(st)
+	c.s.workers.run(st)
 }
 
 // handlerDone is called by each handler goroutine at its end.

@@ -99,6 +99,7 @@ type Server struct {
 	conns    map[*conn]struct{}
 	shutdown atomic.Bool // set under mu
 	wg       sync.WaitGroup
+	workers  workerPool
 }
 
 // ServeConn serves nc, whose client preface has not been read yet, until
@@ -159,6 +160,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
+		s.workers.close()
 		close(done)
 	}()
 	select {
@@ -178,6 +180,7 @@ func (s *Server) Close() {
 		c.nc.Close()
 	}
 	s.mu.Unlock()
+	s.workers.close()
 }
 
 func (s *Server) logger() *slog.Logger {

@@ -271,16 +271,32 @@ type typeState struct {
 	// responses may leave out what it holds (partial.go); nil when the
 	// server does not know, and the next response carries everything.
 	held *heldSet
+	// answered is what the responses sent on this stream answered (see
+	// watch.wants); nil before the first.
+	answered *answeredSet
 
 	// What happened on the stream, in xDS versions.
 	sent, acked, nackVersion, nackMessage string
 }
 
+// has says whether the configuration holds a resource called name.
+func (ts *typeState) has(name string) bool {
+	for _, p := range ts.parts {
+		if _, ok := p.lookup(name); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // watch is one open request of a stream: answer it once, on ch.
 type watch struct {
 	req *discoverygrpc.DiscoveryRequest
-	sub cachev3.Subscription
 	ch  chan cachev3.Response
+	// wildcard is set when the request subscribes to every resource;
+	// otherwise names are those it subscribes to (never nil).
+	wildcard bool
+	names    map[string]struct{}
 }
 
 // response answers one request with a configuration: the parts of the

@@ -135,6 +135,11 @@ func (r *response) content() ([]*anypb.Any, [][]byte) {
 	}
 	r.s.mu.Lock()
 	defer r.s.mu.Unlock()
+	if r.names == nil {
+		r.p.xds[r.ti].answered = &answeredSet{all: true}
+	} else {
+		r.p.xds[r.ti].answered = &answeredSet{names: r.names}
+	}
 	held := &r.p.xds[eds].held
 	switch {
 	case r.ti == cds:

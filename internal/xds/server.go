@@ -103,6 +103,9 @@ type proxyState struct {
 	// partialSotW is set when the node declares featurePartialSotW: its
 	// wildcard EDS subscription is sent only what changed (partial.go).
 	partialSotW bool
+	// legacyWildcardAll is set for weft-proxy: its empty resource_names
+	// subscribe to every resource of every type (legacyWildcard).
+	legacyWildcardAll bool
 	// gen is the generation of the snapshot xds was built from.
 	gen uint64
 	xds [numTypes]typeState
@@ -343,7 +346,7 @@ func (s *Server) push(mc *meshConfig, p *proxyState) {
 		// Equal content or not, hold the new snapshot's sets, so the old
 		// snapshot can be freed.
 		ts.parts, ts.meshVersion = parts[ti], mc.version
-		if w := ts.watch; w != nil && w.req.GetVersionInfo() != ts.version {
+		if w := ts.watch; w != nil && w.wants(ti, ts) {
 			ts.watch = nil
 			s.respondLocked(p, ts, w)
 		}
@@ -438,13 +441,14 @@ func (s *Server) connect(streamID int64, node *corev3.Node) (*proxyState, error)
 		}
 	}
 	p := &proxyState{
-		workload:    w,
-		identity:    identity,
-		streamID:    streamID,
-		connectedAt: time.Now(),
-		release:     release,
-		sentByNonce: map[string]string{},
-		partialSotW: slices.Contains(node.GetClientFeatures(), featurePartialSotW),
+		workload:          w,
+		identity:          identity,
+		streamID:          streamID,
+		connectedAt:       time.Now(),
+		release:           release,
+		sentByNonce:       map[string]string{},
+		partialSotW:       slices.Contains(node.GetClientFeatures(), featurePartialSotW),
+		legacyWildcardAll: node.GetUserAgentName() == "" || node.GetUserAgentName() == "weft-proxy",
 	}
 	s.mu.Lock()
 	if old := s.proxies[w.ID]; old != nil && old.streamID != streamID {

@@ -127,8 +127,8 @@ func partialAllowed(p *proxyState, ti int, wildcard bool) bool {
 }
 
 // content returns the resources r carries, and records on the stream's
-// proxy what the proxy holds once it has read r. Called once, when r is
-// sent.
+// proxy what the proxy holds once it has read r, and which names r
+// answered (typeState.answered). Called once, when r is sent.
 func (r *response) content() ([]*anypb.Any, [][]byte) {
 	if r.p == nil {
 		return selectResources(r.parts, r.names, nil)

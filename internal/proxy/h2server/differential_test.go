@@ -80,6 +80,11 @@ func diffHandler(seen chan<- report) http.Handler {
 			w.WriteHeader(200)
 			w.Header().Set("X-Too-Late", "1")
 			_, _ = io.WriteString(w, "y")
+		case "early-hints":
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(103)
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = io.WriteString(w, "final")
 		case "flush-only":
 			w.(http.Flusher).Flush()
 		case "bad-headers":
@@ -316,6 +321,7 @@ func TestOwnServerAgreesWithNetHTTP(t *testing.T) {
 		{name: "204 with a body", fields: req("GET", "/", "x-mode", "nobody")},
 		{name: "declared length", fields: req("GET", "/", "x-mode", "declared-length")},
 		{name: "header set after WriteHeader", fields: req("GET", "/", "x-mode", "header-after")},
+		{name: "early hints", fields: req("GET", "/", "x-mode", "early-hints")},
 		{name: "flush only", fields: req("GET", "/", "x-mode", "flush-only")},
 		{name: "invalid response headers", fields: req("GET", "/", "x-mode", "bad-headers")},
 		{name: "sniffed content type", fields: req("POST", "/"), body: []string{"%PDF-1.4 x"}},

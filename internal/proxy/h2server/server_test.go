@@ -236,3 +236,87 @@ func TestContextCancelledOnReset(t *testing.T) {
 var discardLog = log.New(io.Discard, "", 0)
 
 var discardSlog = slog.New(slog.DiscardHandler)
+
+// TestFullDuplexStreaming is gRPC's bidirectional streaming: each
+// message the client sends is answered (and flushed) before the client
+// sends the next, on one stream, with trailers at the end.
+func TestFullDuplexStreaming(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/grpc")
+				w.Header().Set("Trailer", "Grpc-Status")
+				w.WriteHeader(200)
+				w.(http.Flusher).Flush()
+				buf := make([]byte, 64)
+				for {
+					n, err := r.Body.Read(buf)
+					if n > 0 {
+						w.Write(append([]byte("echo:"), buf[:n]...))
+						w.(http.Flusher).Flush()
+					}
+					if err != nil {
+						break
+					}
+				}
+				w.Header().Set("Grpc-Status", "0")
+			})
+			ts := newTestServer(t, h, useTLS)
+			pr, pw := io.Pipe()
+			req, _ := http.NewRequest("POST", ts.url("/svc/Method"), pr)
+			res, err := ts.client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 64)
+			for i := range 5 {
+				msg := fmt.Sprintf("m%d", i)
+				if _, err := pw.Write([]byte(msg)); err != nil {
+					t.Fatal(err)
+				}
+				n, err := io.ReadAtLeast(res.Body, buf, len("echo:")+len(msg))
+				if err != nil || string(buf[:n]) != "echo:"+msg {
+					t.Fatalf("message %d: got %q, %v", i, buf[:n], err)
+				}
+			}
+			pw.Close()
+			if rest, err := io.ReadAll(res.Body); err != nil || len(rest) != 0 {
+				t.Fatalf("rest %q, %v", rest, err)
+			}
+			res.Body.Close()
+			if res.Trailer.Get("Grpc-Status") != "0" {
+				t.Fatalf("trailers %v", res.Trailer)
+			}
+		})
+	}
+}
+
+// TestConcurrentStreamsOneConnection runs many streams with bodies of
+// different sizes at once on one connection, past the windows' initial
+// sizes, as a peer sidecar multiplexes its requests.
+func TestConcurrentStreamsOneConnection(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+		w.Write(b)
+	})
+	ts := newTestServer(t, h, true, func(s *Server) { s.StreamWindow = 64 << 10; s.ConnWindow = 256 << 10 })
+	cl := ts.client()
+	var wg sync.WaitGroup
+	for i := range 24 {
+		wg.Go(func() {
+			body := bytes.Repeat([]byte{byte('a' + i)}, (i+1)*20000)
+			res, err := cl.Post(ts.url("/"), "", bytes.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			if err != nil || !bytes.Equal(got, append(body, body...)) {
+				t.Errorf("stream %d: %d bytes, %v", i, len(got), err)
+			}
+		})
+	}
+	wg.Wait()
+}

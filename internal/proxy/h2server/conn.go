@@ -352,7 +352,9 @@ func (c *conn) processSettings(f *http2.SettingsFrame) error {
 		}
 		return nil
 	}
-	if f.NumSettings() > 100 || f.HasDuplicates() {
+	// A setting may repeat; the last value counts (RFC 9113 6.5.3).
+	// net/http's server refuses repeats; h2spec holds that against it.
+	if f.NumSettings() > 100 {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	err := f.ForeachSetting(func(s http2.Setting) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -71,10 +72,14 @@ type junitSuites struct {
 
 // runH2spec runs h2spec against addr and returns the failed cases, named
 // by suite and case.
-func runH2spec(t *testing.T, bin, addr string, useTLS bool) (failed []string, total int) {
-	t.Helper()
+func runH2spec(bin, addr string, useTLS bool) (failed []string, total int, err error) {
 	host, port, _ := net.SplitHostPort(addr)
-	report := filepath.Join(t.TempDir(), "report.xml")
+	dir, err := os.MkdirTemp("", "h2spec")
+	if err != nil {
+		return nil, 0, err
+	}
+	defer os.RemoveAll(dir)
+	report := filepath.Join(dir, "report.xml")
 	args := []string{"-h", host, "-p", port, "-j", report, "-o", "3"}
 	if useTLS {
 		args = append(args, "-t", "-k")
@@ -84,15 +89,15 @@ func runH2spec(t *testing.T, bin, addr string, useTLS bool) (failed []string, to
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("h2spec: %v\n%s", err, out)
+		return nil, 0, fmt.Errorf("%w\n%s", err, out)
 	}
-	b, rerr := os.ReadFile(report)
-	if rerr != nil {
-		t.Fatalf("h2spec report: %v\n%s", rerr, out)
+	b, err := os.ReadFile(report)
+	if err != nil {
+		return nil, 0, fmt.Errorf("report: %w\n%s", err, out)
 	}
 	var js junitSuites
 	if err := xml.Unmarshal(b, &js); err != nil {
-		t.Fatalf("h2spec report: %v", err)
+		return nil, 0, fmt.Errorf("report: %w", err)
 	}
 	for _, s := range js.Suites {
 		for _, c := range s.Cases {
@@ -102,7 +107,7 @@ func runH2spec(t *testing.T, bin, addr string, useTLS bool) (failed []string, to
 			}
 		}
 	}
-	return failed, total
+	return failed, total, nil
 }
 
 // h2specHandler answers what h2spec sends: it reads the body and writes
@@ -129,10 +134,23 @@ func TestH2spec(t *testing.T) {
 			name = "tls"
 		}
 		t.Run(name, func(t *testing.T) {
+			// Most of a run is h2spec waiting out its per-case timeout:
+			// the four runs go side by side.
+			t.Parallel()
 			own := newTestServer(t, h2specHandler, useTLS)
-			ownFailed, total := runH2spec(t, bin, own.addr, useTLS)
 			ref := newNetHTTPServer(t, h2specHandler, useTLS)
-			refFailed, _ := runH2spec(t, bin, ref, useTLS)
+			var refFailed []string
+			var refErr error
+			refDone := make(chan struct{})
+			go func() {
+				defer close(refDone)
+				refFailed, _, refErr = runH2spec(bin, ref, useTLS)
+			}()
+			ownFailed, total, err := runH2spec(bin, own.addr, useTLS)
+			<-refDone
+			if err != nil || refErr != nil {
+				t.Fatalf("h2spec: own: %v; net/http: %v", err, refErr)
+			}
 			t.Logf("h2spec %s: %d cases; own server fails %d, net/http fails %d", name, total, len(ownFailed), len(refFailed))
 			for _, f := range refFailed {
 				t.Logf("net/http fails: %s", f)

@@ -14,7 +14,7 @@ import (
 // workerIdle exits, so an idle sidecar keeps none.
 const (
 	maxIdleWorkers = 64
-	workerIdle     = 5 * time.Second
+	workerIdle     = 2 * time.Second
 )
 
 type worker struct {

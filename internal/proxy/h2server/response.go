@@ -64,7 +64,6 @@ type responseWriter struct {
 var (
 	_ http.ResponseWriter = (*responseWriter)(nil)
 	_ http.Flusher        = (*responseWriter)(nil)
-	_ http.CloseNotifier  = (*responseWriter)(nil) //nolint:staticcheck // as net/http's
 )
 
 func (w *responseWriter) init(st *stream) {

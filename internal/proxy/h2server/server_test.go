@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 )
 
 // testServer serves h2c (prior knowledge) or TLS (ALPN h2) with an own
@@ -109,15 +108,13 @@ func testTLSConfig(t testing.TB) *tls.Config {
 }
 
 func (ts *testServer) client() *http.Client {
-	tr := &http2.Transport{}
+	var p http.Protocols
+	tr := &http.Transport{Protocols: &p}
 	if ts.tls != nil {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}
+		p.SetHTTP2(true)
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
 	} else {
-		tr.AllowHTTP = true
-		tr.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		}
+		p.SetUnencryptedHTTP2(true) // prior knowledge
 	}
 	ts.t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/weft-mesh/weft/internal/proxy/internal/testca"
 	"github.com/weft-mesh/weft/internal/proxy/peer"
-	"golang.org/x/net/http2"
 )
 
 // TestHTTP2ServedByTheOwnLoop checks that HTTP/2 over TLS and h2c reach
@@ -63,21 +62,18 @@ func TestHTTP2ServedByTheOwnLoop(t *testing.T) {
 				}()
 				addr := ln.Addr().String()
 
-				h2c := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-					var d net.Dialer
-					return d.DialContext(ctx, network, addr)
-				}}
-				h2tls := &http2.Transport{TLSClientConfig: &tls.Config{
+				var h2cProtos, h2Protos http.Protocols
+				h2cProtos.SetUnencryptedHTTP2(true) // prior knowledge
+				h2Protos.SetHTTP2(true)
+				h2c := &http.Transport{Protocols: &h2cProtos}
+				h2tls := &http.Transport{Protocols: &h2Protos, TLSClientConfig: &tls.Config{
 					Certificates: []tls.Certificate{*clientCert},
-					RootCAs:      ca.Pool(),
-					ServerName:   "server",
-					NextProtos:   []string{"h2"},
 					// The test CA's leaves carry SPIFFE IDs, no DNS names.
 					InsecureSkipVerify: true,
 				}}
 				for _, tc := range []struct {
 					name string
-					tr   *http2.Transport
+					tr   *http.Transport
 					url  string
 					want string
 				}{

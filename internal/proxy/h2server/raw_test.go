@@ -424,3 +424,29 @@ func TestHandlerPanics(t *testing.T) {
 		}
 	}
 }
+
+func TestIdleConnectionIsClosedWithGoAway(t *testing.T) {
+	ts := newTestServer(t, http.HandlerFunc(okHandler), false, func(s *Server) { s.IdleTimeout = 50 * time.Millisecond })
+	rc := dialRaw(t, ts.addr)
+	rc.headers(1, true, getReq...)
+	rc.until(isResponse(1))
+	// Nothing more is sent: the server says goodbye on its own.
+	g := rc.until(isGoAway).(*http2.GoAwayFrame)
+	if g.ErrCode != http2.ErrCodeNo || g.LastStreamID != 1 {
+		t.Fatalf("GOAWAY %v last %d", g.ErrCode, g.LastStreamID)
+	}
+}
+
+func TestSilentClientIsClosed(t *testing.T) {
+	ts := newTestServer(t, http.HandlerFunc(okHandler), false, func(s *Server) { s.ReadHeaderTimeout = 50 * time.Millisecond })
+	nc, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(hangGuard))
+	// The server's SETTINGS come, then the close: no preface was sent.
+	if _, err := io.Copy(io.Discard, nc); err != nil {
+		t.Fatalf("the connection was not closed: %v", err)
+	}
+}

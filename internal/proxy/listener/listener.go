@@ -9,6 +9,12 @@
 // HTTP/1.1 over TLS as ALPN decides. What a listener does with a request is
 // its handler's business, which the forwarding engine provides; the
 // request's context carries the connection's peer.Info.
+//
+// HTTP/1.x is served by weft's own loop (internal/proxy/h1server) and
+// HTTP/2, over TLS and h2c, by weft's own HTTP/2 server
+// (internal/proxy/h2server); net/http's server takes what the HTTP/1 loop
+// hands over, and everything when WEFT_PROXY_H1SERVER=off and
+// WEFT_PROXY_H2SERVER=off.
 package listener
 
 import (

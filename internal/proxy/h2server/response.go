@@ -229,6 +229,50 @@ func (w *responseWriter) FlushError() error {
 	return err
 }
 
+// SetReadDeadline bounds the handler's reads of the request body, as
+// net/http's (http.ResponseController); zero means none.
+func (w *responseWriter) SetReadDeadline(deadline time.Time) error {
+	st := w.st
+	return st.setDeadline(&st.readTimer, deadline, st.readTimedOutLocked)
+}
+
+// SetWriteDeadline bounds the response: past it the stream is reset, as
+// net/http's (http.ResponseController); zero means none.
+func (w *responseWriter) SetWriteDeadline(deadline time.Time) error {
+	st := w.st
+	err := st.setDeadline(&st.writeTimer, deadline, st.writeTimedOutLocked)
+	st.c.flushCtl()
+	return err
+}
+
+func (st *stream) setDeadline(t **time.Timer, deadline time.Time, fire func()) error {
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if *t != nil {
+		(*t).Stop()
+		*t = nil
+	}
+	if deadline.IsZero() {
+		return nil
+	}
+	d := time.Until(deadline)
+	if d <= 0 {
+		fire()
+		return nil
+	}
+	*t = time.AfterFunc(d, func() {
+		c.mu.Lock()
+		fire()
+		ctl := len(c.ctl) > 0
+		c.mu.Unlock()
+		if ctl {
+			c.flushCtl()
+		}
+	})
+	return nil
+}
+
 // EnableFullDuplex is a no-op: HTTP/2 is always full duplex.
 func (w *responseWriter) EnableFullDuplex() error { return nil }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -316,4 +317,51 @@ func TestConcurrentStreamsOneConnection(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestResponseControllerDeadlines: a read deadline fails the body's
+// reads, a write deadline resets the stream, as with net/http.
+func TestResponseControllerDeadlines(t *testing.T) {
+	readErr := make(chan error, 1)
+	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		switch r.URL.Path {
+		case "/read":
+			if err := rc.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+				readErr <- err
+				return
+			}
+			_, err := io.ReadAll(r.Body)
+			readErr <- err
+		case "/write":
+			w.WriteHeader(200)
+			rc.Flush()
+			if err := rc.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+				t.Errorf("SetWriteDeadline: %v", err)
+			}
+			<-r.Context().Done()
+		}
+	}), false)
+	cl := ts.client()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest("POST", ts.url("/read"), pr)
+	go func() {
+		res, err := cl.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+	}()
+	if err := <-readErr; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after the deadline: %v", err)
+	}
+	res, err := cl.Get(ts.url("/write"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(res.Body)
+	res.Body.Close()
+	if err == nil || !strings.Contains(err.Error(), "INTERNAL_ERROR") {
+		t.Fatalf("body after the write deadline: %v", err)
+	}
 }

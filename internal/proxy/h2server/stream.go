@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
@@ -50,6 +52,8 @@ type stream struct {
 	gotLen      int64
 	gotTrailers bool
 	trailer     http.Header // trailers received (declared ones are copied)
+	readTimer   *time.Timer // ResponseController.SetReadDeadline
+	writeTimer  *time.Timer // ResponseController.SetWriteDeadline
 
 	// handler
 	req           *http.Request
@@ -81,7 +85,32 @@ func newStream(c *conn, id uint32) *stream {
 // free releases what the stream pooled, once its handler is done.
 func (st *stream) free() {
 	st.cancel()
+	st.c.mu.Lock()
+	if st.readTimer != nil {
+		st.readTimer.Stop()
+	}
+	if st.writeTimer != nil {
+		st.writeTimer.Stop()
+	}
+	st.c.mu.Unlock()
 	st.rw.release()
+}
+
+// readTimedOutLocked fails the request body's reads from now on (what
+// is buffered is still read first), as net/http's read deadline.
+func (st *stream) readTimedOutLocked() {
+	if st.bodyErr == nil {
+		st.bodyErr = fmt.Errorf("%w", os.ErrDeadlineExceeded)
+	}
+	st.rcond.Broadcast()
+}
+
+// writeTimedOutLocked resets the stream, as net/http's write deadline:
+// the handler's writes fail from now on.
+func (st *stream) writeTimedOutLocked() {
+	if !st.removed {
+		st.c.resetStreamLocked(st.id, http2.ErrCodeInternal)
+	}
 }
 
 // buildRequest makes the stream's request from its HEADERS, as net/http's

@@ -82,18 +82,23 @@ func newStream(c *conn, id uint32) *stream {
 	return st
 }
 
-// free releases what the stream pooled, once its handler is done.
+// free releases what the stream pooled, once its handler is done (or
+// when it never got one). c.mu may be held.
 func (st *stream) free() {
 	st.cancel()
-	st.c.mu.Lock()
+	st.rw.release()
+}
+
+// stopTimersLocked stops the deadlines' timers; c.mu is held.
+func (st *stream) stopTimersLocked() {
 	if st.readTimer != nil {
 		st.readTimer.Stop()
+		st.readTimer = nil
 	}
 	if st.writeTimer != nil {
 		st.writeTimer.Stop()
+		st.writeTimer = nil
 	}
-	st.c.mu.Unlock()
-	st.rw.release()
 }
 
 // readTimedOutLocked fails the request body's reads from now on (what
@@ -402,6 +407,7 @@ func (c *conn) runHandler(st *stream) {
 // and the stream goes back to the pool once the reader is done with it.
 func (c *conn) finishStream(st *stream) {
 	c.mu.Lock()
+	st.stopTimersLocked()
 	if !st.removed {
 		if st.respDone && st.state == stateOpen {
 			c.resetStreamLocked(st.id, http2.ErrCodeNo)

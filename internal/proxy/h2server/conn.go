@@ -163,7 +163,12 @@ func (c *conn) serve() {
 	if _, err := io.ReadFull(c.br, pre[:]); err != nil || string(pre[:]) != clientPreface {
 		return
 	}
-	_ = c.nc.SetReadDeadline(time.Time{})
+	c.mu.Lock()
+	if !c.closing {
+		// Shutdown may have set the closing deadline meanwhile: keep it.
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	c.mu.Unlock()
 	go c.writeLoop()
 	if c.s.IdleTimeout > 0 {
 		c.idleSince = time.Now()
@@ -214,9 +219,13 @@ func (c *conn) frameError(f http2.Frame, err error) bool {
 		c.resetStream(e.StreamID, e.Code)
 		return true
 	case http2.ConnectionError:
+		// Under mu: goAwayLocked reads maxClientID from other goroutines
+		// (Shutdown, the idle timer, a handler's "Connection: close").
+		c.mu.Lock()
 		if id := f.Header().StreamID; id > c.maxClientID && id%2 == 1 {
 			c.maxClientID = id
 		}
+		c.mu.Unlock()
 		c.s.logger().Debug("http2: connection error", "remote", c.remote, "err", err)
 		c.goAway(http2.ErrCode(e))
 		return c.lingerAfterGoAway()
@@ -603,9 +612,13 @@ func (c *conn) closeStreamLocked(st *stream, err error) {
 	st.removed = true
 	delete(c.streams, st.id)
 	if n := int64(len(st.body) - st.bodyOff); n > 0 {
-		// What is buffered stays readable, as in net/http, but no
-		// longer holds connection window.
 		c.returnConnWindowLocked(n)
+		if se, ok := err.(http2.StreamError); ok && se.Code != http2.ErrCodeNo {
+			// Reset: nobody can answer this request any more, so its
+			// unread body is dropped rather than held outside any
+			// window while a slow handler runs or waits to start.
+			st.body, st.bodyOff = nil, 0
+		}
 	}
 	if st.bodyErr == nil {
 		if se, ok := err.(http2.StreamError); ok && se.Code == http2.ErrCodeNo {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -283,7 +284,7 @@ func compareShape(t testing.TB, own, ref *diffServer, sh shape) {
 		}
 		wantSeen = ref.take(id)
 	}
-	if gotSeen != wantSeen {
+	if resetBodyAgnostic(gotSeen) != resetBodyAgnostic(wantSeen) {
 		t.Errorf("%s: requests differ\nown:      %s\nnet/http: %s", sh.name, gotSeen, wantSeen)
 	}
 }
@@ -388,4 +389,16 @@ func lines(s string) []string {
 		out = append(out, k, v)
 	}
 	return out
+}
+
+// bodyOfFailedRequest is the body part of a request line whose body read
+// failed.
+var bodyOfFailedRequest = regexp.MustCompile(` body="(?:[^"\\]|\\.)*"( err=true )`)
+
+// resetBodyAgnostic blanks the body of a request whose body read failed:
+// net/http keeps what a reset stream had buffered readable, while the own
+// server drops it (a reset stream can no longer be answered, and keeping
+// it would hold memory outside every flow-control window).
+func resetBodyAgnostic(seen string) string {
+	return bodyOfFailedRequest.ReplaceAllString(seen, " body=(any)$1")
 }

@@ -485,6 +485,13 @@ func (c *conn) writeResponse(st *stream, head *respHead, p []byte, endData bool,
 		c.wmu.Lock()
 		c.mu.Lock()
 		if err := st.sendErrLocked(); err != nil {
+			if n > 0 {
+				// The window taken above was not used: give it back, or
+				// the connection's send window shrinks for good.
+				c.sendWin += int64(n)
+				st.sendWin += int64(n)
+				c.sendCond.Broadcast()
+			}
 			c.mu.Unlock()
 			c.wmu.Unlock()
 			return err

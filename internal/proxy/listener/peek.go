@@ -10,11 +10,7 @@ import (
 // TCP socket, with MSG_PEEK), or a wrapper that replays it. It honours c's
 // read deadline.
 func peekByte(c net.Conn) (byte, net.Conn, error) {
-	tc, ok := c.(*net.TCPConn)
-	if rc, isRaw := c.(interface{ TCP() *net.TCPConn }); isRaw {
-		tc, ok = rc.TCP(), true
-	}
-	if ok {
+	if tc, ok := c.(*net.TCPConn); ok {
 		b, err := peekTCP(tc)
 		if err != errNoPeek {
 			return b, c, err

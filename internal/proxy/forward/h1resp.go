@@ -71,7 +71,7 @@ func parseResponse(br *bufio.Reader, out *http.Request, res *http.Response, body
 			return false
 		}
 		value = trimOWS(value)
-		if !validResponseValue(value) {
+		if !validFieldValue(value) { // what net/textproto accepts too
 			return false
 		}
 		key := http.CanonicalHeaderKey(name)
@@ -136,17 +136,6 @@ func hasControl(b []byte) bool {
 		}
 	}
 	return false
-}
-
-// validResponseValue reports whether s is a field value net/textproto
-// accepts: tab, space, visible characters and obs-text.
-func validResponseValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // trimOWS trims spaces and tabs at both ends, as net/textproto does.

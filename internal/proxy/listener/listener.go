@@ -69,15 +69,7 @@ type Server struct {
 // for measurements and as an escape hatch.
 const OwnHTTP1Default = true
 
-func ownHTTP1() bool {
-	switch os.Getenv("WEFT_PROXY_H1SERVER") {
-	case "on", "1", "true":
-		return true
-	case "off", "0", "false":
-		return false
-	}
-	return OwnHTTP1Default
-}
+func ownHTTP1() bool { return envSwitch("WEFT_PROXY_H1SERVER", OwnHTTP1Default) }
 
 // OwnHTTP2Default says whether listeners serve HTTP/2 with weft's own
 // server loop (internal/proxy/h2server) rather than net/http's. The
@@ -85,14 +77,18 @@ func ownHTTP1() bool {
 // for measurements and as an escape hatch.
 const OwnHTTP2Default = true
 
-func ownHTTP2() bool {
-	switch os.Getenv("WEFT_PROXY_H2SERVER") {
+func ownHTTP2() bool { return envSwitch("WEFT_PROXY_H2SERVER", OwnHTTP2Default) }
+
+// envSwitch reads an on/off environment variable; anything else, or
+// nothing, is def.
+func envSwitch(name string, def bool) bool {
+	switch os.Getenv(name) {
 	case "on", "1", "true":
 		return true
 	case "off", "0", "false":
 		return false
 	}
-	return OwnHTTP2Default
+	return def
 }
 
 // New returns a server for the already bound ln that hands every request

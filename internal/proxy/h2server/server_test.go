@@ -17,7 +17,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // testServer serves h2c (prior knowledge) or TLS (ALPN h2) with an own

@@ -33,6 +33,10 @@ const (
 	End   = "<!-- bench:end -->"
 )
 
+// connSampleEvery is how many 50 ms memory samples pass between two counts
+// of the connections between the proxies (see measure).
+const connSampleEvery = 20
+
 // Options are one run's parameters.
 type Options struct {
 	Mode        string // "full" or "quick": names the results file
@@ -64,6 +68,9 @@ type Options struct {
 	// (CPU during each load, and the allocations it made) fetched from
 	// its admin server's /debug/pprof, named <run>-<role>.{cpu,allocs}.pprof.
 	ProfileDir string
+	// SidecarEnv is added to every weft sidecar's environment (KEY=value),
+	// for A/B runs of runtime settings such as GOGC.
+	SidecarEnv []string
 	Log        *slog.Logger
 	// Out receives the rendered table.
 	Out io.Writer
@@ -214,7 +221,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 	}
 	if want("weft-plain") || want("weft-mtls") || want("weft-mtls-h1") {
-		sec, err := setupWeft(ctx, log, ps, weftBin, proxyBin, tmp, echoAddr, want, add)
+		sec, err := setupWeft(ctx, log, ps, weftBin, proxyBin, tmp, echoAddr, o.SidecarEnv, want, add)
 		if err != nil {
 			return nil, err
 		}
@@ -421,13 +428,20 @@ func measure(ctx context.Context, ps *processes, fortio, dir, name string, l loa
 	wg.Go(func() {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
-		for {
+		for tick := 0; ; tick++ {
 			for i, pr := range procs {
 				if mem, err := readMemory(pr.pid); err == nil {
 					sampled[i] = max(sampled[i], mem.RSSKiB)
 				}
 			}
-			if hopPort > 0 {
+			// Reading /proc/net/tcp walks the kernel's whole table of
+			// established sockets, which on a machine with much memory
+			// is large: every 50 ms it took a tenth of this 2-core
+			// machine (perf, during a maximum-rate run) and put a
+			// hiccup into every path's latency. The pools it counts
+			// change slowly, so once a second and once at the end
+			// suffice.
+			if hopPort > 0 && tick%connSampleEvery == 0 {
 				m.conns = max(m.conns, connectionsTo(hopPort))
 			}
 			select {
@@ -440,6 +454,10 @@ func measure(ctx context.Context, ps *processes, fortio, dir, name string, l loa
 	res, err := runLoad(ctx, fortio, dir, name, l)
 	close(stop)
 	wg.Wait()
+	if hopPort > 0 {
+		// The proxies' pools outlive the load by their idle timeout.
+		m.conns = max(m.conns, connectionsTo(hopPort))
+	}
 	if err != nil {
 		return m, err
 	}
@@ -545,7 +563,7 @@ func setupNginx(ctx context.Context, ps *processes, bin string, unavailable erro
 // echo, reached in mTLS (the mesh's default), and service echo-plain, whose
 // DestinationRule disables TLS. It returns a description of the security
 // the binaries have.
-func setupWeft(ctx context.Context, log *slog.Logger, ps *processes, weftBin, proxyBin, tmp, echoAddr string,
+func setupWeft(ctx context.Context, log *slog.Logger, ps *processes, weftBin, proxyBin, tmp, echoAddr string, sidecarEnv []string,
 	want func(string) bool, add func(name, title, transport string) *pathRun) (string, error) {
 	dir := filepath.Join(tmp, "weft")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -556,6 +574,7 @@ func setupWeft(ctx context.Context, log *slog.Logger, ps *processes, weftBin, pr
 	if err != nil {
 		return "", err
 	}
+	m.sidecarEnv = sidecarEnv
 	security := "none: this weft-proxy takes no --token-file/--ca-file, so xDS is plaintext and unauthenticated"
 	if m.secure {
 		security = "proxies authenticate with tokens from `weft token create` and verify the control plane with `weft ca root`"

@@ -65,6 +65,8 @@ type weftMesh struct {
 	caFile string
 	// tokens are the token files made so far, by service account.
 	tokens map[string]string
+	// sidecarEnv is added to each sidecar's environment.
+	sidecarEnv []string
 }
 
 // startControlPlane starts `weft control-plane` and waits until it is
@@ -209,7 +211,7 @@ func (m *weftMesh) startSidecar(ctx context.Context, ps *processes, name, servic
 		args = append(args, "--service-account", sa, "--token-file", tokFile, "--ca-file", m.caFile)
 	}
 	var err error
-	if s.proc, err = ps.start(name, m.proxyBin, args...); err != nil {
+	if s.proc, err = ps.startEnv(name, m.sidecarEnv, m.proxyBin, args...); err != nil {
 		return nil, err
 	}
 	err = waitFor(ctx, s.proc, 30*time.Second, name+" ready", func() error {

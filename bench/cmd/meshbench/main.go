@@ -42,6 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	doc := fs.String("doc", "", "write the table into docs/PERFORMANCE.md: true or false (default: true for full, false for quick)")
 	keep := fs.Bool("keep", false, "keep the temporary directory (configs, logs, fortio output)")
 	profile := fs.String("profile", "", "save pprof CPU and allocation profiles of the weft sidecars during every load into this directory (they skew the figures)")
+	sidecarEnv := fs.String("sidecar-env", "", "comma-separated KEY=value pairs added to every weft sidecar's environment (for A/B runs, e.g. GOGC=200)")
 	command := fs.String("command", "", "how this run was started, for the record (default: the go run command line)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -88,6 +89,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.Repo, o.GoBin, o.Out, o.KeepTemp, o.ProfileDir = repo, goBin, stdout, *keep, *profile
+	if *sidecarEnv != "" {
+		o.SidecarEnv = strings.Split(*sidecarEnv, ",")
+	}
 	if *rounds > 0 {
 		o.Rounds = *rounds
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weft-mesh/weft/internal/proxy/reqctx"
 )
 
 // h1Pool is weft's own HTTP/1.1 client for the exchanges that make up
@@ -191,8 +193,11 @@ var aLongTimeAgo = time.Unix(1, 0)
 type h1Exchange struct {
 	pool *h1Pool
 	pc   *h1Conn
-	// stop unregisters the cancellation hook; false means it ran.
-	stop      func() bool
+	// watch hangs the exchange on the request's context (see
+	// ContextCanceled); hookConn is the connection the hook interrupts,
+	// written only while no hook can run.
+	watch     reqctx.Watch
+	hookConn  net.Conn
 	cancelled atomic.Bool
 	deadline  bool
 	// res and body hold the response when readResponse parses it itself.
@@ -280,10 +285,8 @@ func (x *h1Exchange) send(ctx context.Context, head []byte, out *http.Request, d
 		_ = pc.conn.SetDeadline(deadline)
 	}
 	x.cancelled.Store(false)
-	x.stop = context.AfterFunc(ctx, func() {
-		x.cancelled.Store(true)
-		_ = pc.conn.SetDeadline(aLongTimeAgo)
-	})
+	x.hookConn = pc.conn
+	x.watch = reqctx.WatchContext(ctx, x)
 	if _, err := pc.conn.Write(head); err != nil {
 		if reused && !x.cancelled.Load() && !isTimeout(err) {
 			return nil, errH1Retry
@@ -313,6 +316,13 @@ func (x *h1Exchange) send(ctx context.Context, head []byte, out *http.Request, d
 	}
 }
 
+// ContextCanceled interrupts the exchange's I/O: the request's context
+// ended (the client went away, or the handler is done).
+func (x *h1Exchange) ContextCanceled() {
+	x.cancelled.Store(true)
+	_ = x.hookConn.SetDeadline(aLongTimeAgo)
+}
+
 // err turns an I/O error caused by the cancellation hook back into the
 // context's reason.
 func (x *h1Exchange) err(err error) error {
@@ -336,10 +346,7 @@ func (x *h1Exchange) bodyErr(err error) error {
 // abort closes the exchange's connection: the exchange failed or was not
 // read to its end.
 func (x *h1Exchange) abort() {
-	if x.stop != nil {
-		x.stop()
-		x.stop = nil
-	}
+	x.watch.Stop()
 	if x.pc != nil {
 		x.pc.conn.Close()
 		x.pc = nil
@@ -350,11 +357,10 @@ func (x *h1Exchange) abort() {
 // connection goes back to the pool unless either side said close or the
 // exchange was cancelled meanwhile.
 func (x *h1Exchange) finish(res *http.Response) {
-	if x.stop != nil && !x.stop() || res.Close {
+	if !x.watch.Stop() || res.Close {
 		x.abort()
 		return
 	}
-	x.stop = nil
 	if x.deadline {
 		_ = x.pc.conn.SetDeadline(time.Time{})
 	}

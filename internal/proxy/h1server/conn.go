@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weft-mesh/weft/internal/proxy/framing"
+	"github.com/weft-mesh/weft/internal/proxy/reqctx"
 )
 
 // aLongTimeAgo is a deadline in the past: setting it makes a blocked read
@@ -57,14 +58,14 @@ type conn struct {
 	closed bool
 
 	// The client-gone watch; see startWatch.
-	watch     *time.Timer
-	wmu       sync.Mutex
-	wstate    watchState
-	bodyDone  bool
-	aborting  bool
-	gone      bool
-	wdone     chan struct{}
-	reqCancel context.CancelFunc
+	watch    *time.Timer
+	wmu      sync.Mutex
+	wstate   watchState
+	bodyDone bool
+	aborting bool
+	gone     bool
+	wdone    chan struct{}
+	reqCtx   *reqctx.Context
 }
 
 type watchState uint8
@@ -298,14 +299,22 @@ func (c *replayConn) CloseWrite() error {
 // response. It reports whether the connection may serve another request.
 func (c *conn) serveRequest() (keep bool) {
 	h := &c.h
-	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
+	// The response, the request's context and its body are one
+	// allocation; the context ends when the handler returns, as
+	// net/http's does.
+	w := &response{c: c, header: c.hdr, contentLength: -1,
+		isHEAD: h.method == http.MethodHead, proto11: h.proto11, wantsClose: h.wantsClose, wants10KeepAlive: h.keepAlive10}
+	ctx := &w.ctx
+	ctx.Init(c.ctx)
+	defer ctx.Cancel(nil)
 	var b *body
 	var rb io.ReadCloser = http.NoBody
 	if h.contentLength > 0 {
-		b = &body{c: c, n: h.contentLength}
+		w.reqBody = body{c: c, n: h.contentLength}
+		b = &w.reqBody
 		rb = b
 	}
+	w.body = b
 	c.tmpl = http.Request{
 		Method:        h.method,
 		URL:           h.url,
@@ -325,11 +334,10 @@ func (c *conn) serveRequest() (keep bool) {
 	}
 	req := c.tmpl.WithContext(ctx)
 	c.tmpl = http.Request{}
-	w := &response{c: c, req: req, body: b, header: c.hdr, contentLength: -1,
-		isHEAD: h.method == http.MethodHead, proto11: h.proto11, wantsClose: h.wantsClose, wants10KeepAlive: h.keepAlive10}
+	w.req = req
 	defer clear(c.hdr)
 
-	c.armWatch(cancel, b == nil)
+	c.armWatch(ctx, b == nil)
 	if !c.runHandler(w, req) {
 		c.disarmWatch()
 		return false
@@ -377,11 +385,11 @@ func (c *conn) runHandler(w *response, req *http.Request) (ok bool) {
 
 // armWatch starts the timer after which the connection is watched for the
 // client going away while the handler runs.
-func (c *conn) armWatch(cancel context.CancelFunc, bodyDone bool) {
+func (c *conn) armWatch(ctx *reqctx.Context, bodyDone bool) {
 	c.wmu.Lock()
 	c.wstate = watchArmed
 	c.bodyDone = bodyDone
-	c.reqCancel = cancel
+	c.reqCtx = ctx
 	c.wmu.Unlock()
 	if c.watch == nil {
 		c.watch = time.AfterFunc(WatchDelay, c.watchFired)
@@ -446,7 +454,7 @@ func (c *conn) watchRead() {
 	}
 	if err != nil && n == 0 && !c.aborting {
 		c.gone = true
-		c.reqCancel()
+		c.reqCtx.Cancel(nil)
 	}
 	c.wstate = watchOff
 	close(c.wdone)
@@ -459,7 +467,7 @@ func (c *conn) disarmWatch() {
 	c.wmu.Lock()
 	st := c.wstate
 	c.wstate = watchOff
-	c.reqCancel = nil
+	c.reqCtx = nil
 	if st != watchReading {
 		c.wmu.Unlock()
 		return

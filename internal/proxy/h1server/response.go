@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/reqctx"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -60,6 +61,10 @@ type response struct {
 	contentEncoding                  string
 	hasTrailers                      bool
 	trailers                         []string
+
+	// The request's context and body, allocated with the response.
+	ctx     reqctx.Context
+	reqBody body
 }
 
 var (

@@ -39,8 +39,7 @@ func parseResponse(br *bufio.Reader, out *http.Request, res *http.Response, body
 	if end < 0 {
 		return false
 	}
-	b := buf[:end+2] // through the last header line's CRLF
-	line, b, _ := bytes.Cut(b, crlf)
+	line, _, _ := bytes.Cut(buf[:end+2], crlf) // end+2: through the last header line's CRLF
 	// "HTTP/1.1 200" and an optional reason phrase, as ReadLine would
 	// give it: no CR or other control byte inside.
 	if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || !isDigit(line[9]) || !isDigit(line[10]) || !isDigit(line[11]) ||
@@ -52,9 +51,10 @@ func parseResponse(br *bufio.Reader, out *http.Request, res *http.Response, body
 		return false // 1xx, 204 and 304 have no body; net/http decides those
 	}
 
-	// One string for the whole head; every name and value is a substring.
-	head := string(line[9:]) + string(b)
-	status, rest := head[:len(line)-9], head[len(line)-9:]
+	// One string for the whole head, from the status code on; every name
+	// and value is a substring.
+	head := string(buf[9 : end+2])
+	status, rest := head[:len(line)-9], head[len(line)-9+2:]
 	lines := strings.Count(rest, "\n")
 	hdr := make(http.Header, lines)
 	vals := make([]string, 0, lines)

@@ -332,8 +332,11 @@ func (c *conn) serveRequest() (keep bool) {
 	if !h.proto11 {
 		c.tmpl.Proto, c.tmpl.ProtoMinor = "HTTP/1.0", 0
 	}
-	req := c.tmpl.WithContext(ctx)
+	// WithContext is inlined and its copy stays on the stack: the request
+	// lives in the response's allocation.
+	w.reqStore = *c.tmpl.WithContext(ctx)
 	c.tmpl = http.Request{}
+	req := &w.reqStore
 	w.req = req
 	defer clear(c.hdr)
 

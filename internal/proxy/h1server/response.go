@@ -62,9 +62,11 @@ type response struct {
 	hasTrailers                      bool
 	trailers                         []string
 
-	// The request's context and body, allocated with the response.
-	ctx     reqctx.Context
-	reqBody body
+	// The request, its context and its body, allocated with the
+	// response.
+	reqStore http.Request
+	ctx      reqctx.Context
+	reqBody  body
 }
 
 var (

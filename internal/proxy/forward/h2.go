@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/h2server"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -276,10 +277,11 @@ func (c *h2Client) newConn(ctx context.Context, addr string) (*h2Conn, error) {
 		recvWindow:        h2ConnWindow,
 	}
 	cc.cond = sync.NewCond(&cc.mu)
-	cc.fr = http2.NewFramer(cc.bw, bufio.NewReaderSize(nc, 16<<10))
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	br := bufio.NewReaderSize(nc, 16<<10)
+	cc.fr = http2.NewFramer(cc.bw, br)
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
 	cc.fr.SetReuseFrames()
+	cc.rd = h2server.NewFrameReader(cc.fr, br)
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 
 	// The preface, our settings and the connection window, in one write.
@@ -318,7 +320,8 @@ type h2Conn struct {
 	// must follow the order of the header blocks on the wire.
 	wmu      sync.Mutex
 	bw       *bufio.Writer
-	fr       *http2.Framer // its read side belongs to readLoop
+	fr       *http2.Framer         // its read side belongs to readLoop
+	rd       *h2server.FrameReader // readLoop's; decodes the header blocks
 	henc     *hpack.Encoder
 	hbuf     bytes.Buffer
 	maxFrame int // the server's SETTINGS_MAX_FRAME_SIZE
@@ -697,7 +700,7 @@ func wake(s *h2Stream) {
 func (cc *h2Conn) readLoop() {
 	defer cc.healthTimer.Stop()
 	for {
-		f, err := cc.fr.ReadFrame()
+		f, err := cc.rd.ReadFrame()
 		cc.lastRead.Store(time.Now().UnixNano())
 		if err != nil {
 			var se http2.StreamError

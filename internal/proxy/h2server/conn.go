@@ -53,6 +53,7 @@ type conn struct {
 	// reader
 	br              *bufio.Reader
 	fr              *http2.Framer
+	rd              *FrameReader // reads fr's frames, decoding header blocks
 	canon           map[string]string // lowercase wire name -> canonical key
 	maxClientID     uint32            // the highest client stream opened
 	sawSettings     bool
@@ -116,10 +117,10 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, tlsState *tls.Connecti
 	c.br = readers.Get().(*bufio.Reader)
 	c.br.Reset(nc)
 	c.fr = http2.NewFramer(nil, c.br)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = s.maxHeaderListSize()
 	c.fr.SetMaxReadFrameSize(maxReadFrameSize)
 	c.fr.SetReuseFrames()
+	c.rd = NewFrameReader(c.fr, c.br)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	return c
 }
@@ -175,7 +176,7 @@ func (c *conn) serve() {
 		c.idleTimer = time.AfterFunc(c.s.IdleTimeout, c.onIdle)
 	}
 	for {
-		f, err := c.fr.ReadFrame()
+		f, err := c.rd.ReadFrame()
 		if err != nil {
 			if !c.readError(err) {
 				return
@@ -242,7 +243,7 @@ func (c *conn) lingerAfterGoAway() bool {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(goAwayTimeout))
 	c.flushCtl()
 	for {
-		if _, err := c.fr.ReadFrame(); err != nil {
+		if _, err := c.rd.ReadFrame(); err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
 				continue

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,14 +84,20 @@ func (c *h2Client) RoundTrip(r *http.Request) (*http.Response, error) {
 		return c.fallback.RoundTrip(r)
 	}
 	var body []byte
-	if n := r.ContentLength; n > 0 {
-		body = make([]byte, n)
+	if n := int(r.ContentLength); n > 0 {
+		// A buffer of the HTTP/1.1 path's pool: every write of the body
+		// is done when RoundTrip returns, and nothing keeps it.
+		bp := getBuf()
+		defer putBuf(bp)
+		*bp = slices.Grow((*bp)[:0], n+1)
+		body = (*bp)[:n]
 		if _, err := io.ReadFull(r.Body, body); err != nil {
 			r.Body.Close()
 			return nil, errDownstreamBody{err}
 		}
-		var one [1]byte
-		if m, err := r.Body.Read(one[:]); m > 0 || err != io.EOF {
+		// The byte past Content-Length must be EOF; it is read into the
+		// buffer's spare byte.
+		if m, err := r.Body.Read((*bp)[n : n+1]); m > 0 || err != io.EOF {
 			r.Body.Close()
 			if err == nil || m > 0 {
 				err = errors.New("request body longer than its Content-Length")
@@ -101,7 +108,9 @@ func (c *h2Client) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Body != nil {
 		r.Body.Close()
 	}
-	hdr, err := encodableHeaders(r, len(body))
+	// The header list stays on the stack unless it is long.
+	var fields [24]hpack.HeaderField
+	hdr, err := appendEncodableHeaders(fields[:0], r, len(body))
 	if err != nil {
 		return nil, err
 	}
@@ -112,8 +121,7 @@ func (c *h2Client) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		res, err := cc.roundTrip(ctx, r, hdr, body)
-		var retry errH2Retry
-		if err != nil && errors.As(err, &retry) && attempt < 3 && ctx.Err() == nil {
+		if _, retry := errors.AsType[errH2Retry](err); retry && attempt < 3 && ctx.Err() == nil {
 			continue
 		}
 		return res, err
@@ -405,7 +413,9 @@ type h2Stream struct {
 	cc     *h2Conn
 	id     uint32
 	req    *http.Request
-	res    *http.Response
+	res    *http.Response // &resp once the response head is in
+	resp   http.Response
+	body   h2Body        // resp.Body, when the response has one
 	resc   chan struct{} // closed when res or err is set
 	notify chan struct{} // a token when the body has news
 
@@ -800,11 +810,7 @@ func (cc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 			cc.streamError(f.StreamID, http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol, Cause: errors.New("malformed trailers")})
 			return
 		}
-		s.trailer = make(http.Header, len(f.Fields))
-		for _, hf := range f.RegularFields() {
-			k := canonicalHeader(hf.Name)
-			s.trailer[k] = append(s.trailer[k], hf.Value)
-		}
+		s.trailer = headerOf(f.RegularFields())
 		cc.endOfBodyLocked(s)
 		cc.mu.Unlock()
 		return
@@ -825,13 +831,11 @@ func (cc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 		// response follows.
 		return
 	}
-	regular := f.RegularFields()
-	h := make(http.Header, len(regular))
-	for _, hf := range regular {
-		k := canonicalHeader(hf.Name)
-		h[k] = append(h[k], hf.Value)
-	}
-	res := &http.Response{
+	h := headerOf(f.RegularFields())
+	// The response lives in the stream, as the stream lives as long
+	// as the response's body: one allocation for both.
+	res := &s.resp
+	*res = http.Response{
 		Status:        status + " " + http.StatusText(code),
 		StatusCode:    code,
 		Proto:         "HTTP/2.0",
@@ -882,7 +886,8 @@ func (cc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 		cc.mu.Unlock()
 		return
 	}
-	res.Body = &h2Body{s: s}
+	s.body.s = s
+	res.Body = &s.body
 	s.finishHead()
 	cc.mu.Unlock()
 }
@@ -1171,10 +1176,11 @@ func (b *h2Body) Close() error {
 	return nil
 }
 
-// encodableHeaders checks r's header and returns the HTTP/2 header list:
-// pseudo-headers first, names lower-cased, connection-specific headers
-// dropped, as net/http's HTTP/2 client sends them.
-func encodableHeaders(r *http.Request, bodyLen int) ([]hpack.HeaderField, error) {
+// appendEncodableHeaders checks r's header and appends the HTTP/2 header
+// list to hdr: pseudo-headers first, names lower-cased,
+// connection-specific headers dropped, as net/http's HTTP/2 client sends
+// them.
+func appendEncodableHeaders(hdr []hpack.HeaderField, r *http.Request, bodyLen int) ([]hpack.HeaderField, error) {
 	host := r.Host
 	if host == "" {
 		host = r.URL.Host
@@ -1193,7 +1199,6 @@ func encodableHeaders(r *http.Request, bodyLen int) ([]hpack.HeaderField, error)
 	if path == "" || (path[0] != '/' && path != "*") {
 		return nil, fmt.Errorf("invalid request target %q", path)
 	}
-	hdr := make([]hpack.HeaderField, 0, 5+len(r.Header))
 	hdr = append(hdr,
 		hpack.HeaderField{Name: ":authority", Value: host},
 		hpack.HeaderField{Name: ":method", Value: method},
@@ -1232,6 +1237,24 @@ func encodableHeaders(r *http.Request, bodyLen int) ([]hpack.HeaderField, error)
 		hdr = append(hdr, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(bodyLen)})
 	}
 	return hdr, nil
+}
+
+// headerOf returns fields (regular ones, with lower-case names) as an
+// http.Header: one map, and one backing array for every value. A
+// repeated name appends past its slice's capacity, and so copies.
+func headerOf(fields []hpack.HeaderField) http.Header {
+	h := make(http.Header, len(fields))
+	vals := make([]string, len(fields))
+	for i, hf := range fields {
+		k := canonicalHeader(hf.Name)
+		if vv, ok := h[k]; ok {
+			h[k] = append(vv, hf.Value)
+			continue
+		}
+		vals[i] = hf.Value
+		h[k] = vals[i : i+1 : i+1]
+	}
+	return h
 }
 
 // bodiless reports whether a response to r with status code has no body

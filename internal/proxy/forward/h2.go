@@ -343,8 +343,9 @@ type h2Conn struct {
 	sendWindow        int64 // connection send window
 	initialSendWindow int64 // the server's SETTINGS_INITIAL_WINDOW_SIZE
 	peerMaxHeaderList uint32
-	recvWindow        int64 // connection receive window left
-	unacked           int64 // bytes consumed, not yet returned with a WINDOW_UPDATE
+	recvWindow        int64    // connection receive window left
+	unacked           int64    // bytes consumed, not yet returned with a WINDOW_UPDATE
+	bufs              [][]byte // body buffers for new streams (getBufLocked)
 	goAway            bool
 	err               error // why the connection ended; nil while it works
 	idleTimer         *time.Timer
@@ -660,8 +661,14 @@ func (cc *h2Conn) endLocked(s *h2Stream) {
 	}
 	s.done = true
 	delete(cc.streams, s.id)
-	if unread := len(s.buf) - s.off; unread > 0 && cc.err == nil {
+	unread := len(s.buf) - s.off
+	if unread > 0 && cc.err == nil {
 		cc.unacked += int64(unread)
+	}
+	if unread == 0 || cc.err == nil {
+		// Nothing more is read from the buffer (no DATA arrives for a
+		// stream out of cc.streams): the next stream may have it.
+		cc.putBufLocked(s.buf)
 		s.buf, s.off = nil, 0
 	}
 	cc.releaseLocked()
@@ -696,6 +703,32 @@ func (cc *h2Conn) fail(err error) {
 	cc.mu.Unlock()
 	cc.client.remove(cc)
 	cc.nc.Close()
+}
+
+// Body buffers of ended streams are kept for the next ones: up to
+// h2KeptBufs of them, of at most h2KeptBufSize bytes, per connection.
+const (
+	h2KeptBufs    = 16
+	h2KeptBufSize = 32 << 10
+)
+
+// getBufLocked returns an empty body buffer, nil if none is kept.
+func (cc *h2Conn) getBufLocked() []byte {
+	n := len(cc.bufs)
+	if n == 0 {
+		return nil
+	}
+	b := cc.bufs[n-1]
+	cc.bufs[n-1] = nil
+	cc.bufs = cc.bufs[:n-1]
+	return b
+}
+
+// putBufLocked keeps b, which nothing uses any more, for another stream.
+func (cc *h2Conn) putBufLocked(b []byte) {
+	if cap(b) > 0 && cap(b) <= h2KeptBufSize && len(cc.bufs) < h2KeptBufs {
+		cc.bufs = append(cc.bufs, b[:0])
+	}
 }
 
 func wake(s *h2Stream) {
@@ -935,6 +968,9 @@ func (cc *h2Conn) onData(f *http2.DataFrame) error {
 			return cc.windowUpdate(0)
 		}
 		cc.unacked += n - int64(len(data)) // padding
+		if s.buf == nil {
+			s.buf = cc.getBufLocked()
+		}
 		s.buf = append(s.buf, data...)
 		s.got += int64(len(data))
 		if cl := s.res.ContentLength; cl >= 0 && s.got > cl {

@@ -229,6 +229,74 @@ func TestH2Client(t *testing.T) {
 	})
 }
 
+// TestH2ClientBodyBuffersAreNotShared: a connection hands the body
+// buffers of ended streams to new ones; a response read late, after
+// others came and went, still reads its own bytes, and so do responses
+// closed half read.
+func TestH2ClientBodyBuffersAreNotShared(t *testing.T) {
+	srv := startH2Server(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		_, _ = w.Write(b)
+	}, nil)
+	c := srv.client(t)
+	ctx := testContext(t)
+	send := func(i int) (*http.Response, string) {
+		n := 1000 + i*37
+		if i == 0 {
+			n = 3000 // the late one: a buffer the others fit in
+		}
+		body := strings.Repeat(string(rune('a'+i%26)), n)
+		res, err := c.RoundTrip(srv.request(t, ctx, "POST", "/", body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, body
+	}
+	check := func(i int, res *http.Response, want string) {
+		t.Helper()
+		got, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || string(got) != want {
+			t.Errorf("response %d: %d bytes %.10q..., err %v; want %d bytes %.10q...", i, len(got), got, err, len(want), want)
+		}
+	}
+
+	late, lateBody := send(0)
+	// Wait until all of it is in, unread.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cc := c.conns[srv.Listener.Addr().String()][0]
+		cc.mu.Lock()
+		s := late.Body.(*h2Body).s
+		n := len(s.buf)
+		cc.mu.Unlock()
+		if n == len(lateBody) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < 40; i++ {
+		wg.Go(func() {
+			res, body := send(i)
+			if i%3 == 0 {
+				// Half read, then closed: its buffer goes back.
+				buf := make([]byte, 100)
+				_, _ = io.ReadFull(res.Body, buf)
+				res.Body.Close()
+				if string(buf) != body[:100] {
+					t.Errorf("response %d begins %.10q", i, buf)
+				}
+				return
+			}
+			check(i, res, body)
+		})
+	}
+	wg.Wait()
+	check(0, late, lateBody)
+}
+
 func TestH2ClientCancellation(t *testing.T) {
 	cancelled := make(chan string, 4)
 	release := make(chan struct{})

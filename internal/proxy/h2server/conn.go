@@ -53,7 +53,7 @@ type conn struct {
 	// reader
 	br              *bufio.Reader
 	fr              *http2.Framer
-	rd              *FrameReader // reads fr's frames, decoding header blocks
+	rd              *FrameReader      // reads fr's frames, decoding header blocks
 	canon           map[string]string // lowercase wire name -> canonical key
 	maxClientID     uint32            // the highest client stream opened
 	sawSettings     bool
@@ -73,6 +73,7 @@ type conn struct {
 	recvWin     int64     // connection window the peer has left
 	recvUnacked int64     // connection window consumed, not yet returned
 	ctl         []byte    // control frames to write
+	bodyBufs    [][]byte  // request body buffers for new streams (getBodyBufLocked)
 	closed      bool      // the connection is done; nothing more is written
 	goingAway   bool      // GOAWAY queued or sent: no new streams
 	goAwayCode  http2.ErrCode
@@ -468,6 +469,9 @@ func (c *conn) processData(f *http2.DataFrame) error {
 				// comes back, the stream's does not.
 				c.returnConnWindowLocked(int64(len(data)))
 			} else {
+				if st.body == nil {
+					st.body = c.getBodyBufLocked()
+				}
 				st.body = append(st.body, data...)
 				st.rcond.Signal()
 			}
@@ -646,6 +650,34 @@ func (c *conn) returnConnWindowLocked(n int64) {
 		c.queueLocked(appendWindowUpdate(c.ctl, 0, uint32(c.recvUnacked)))
 		c.recvWin += c.recvUnacked
 		c.recvUnacked = 0
+	}
+}
+
+// Request body buffers of finished streams are kept for the next ones:
+// up to keptBodyBufs of them, of at most keptBodyBufSize bytes.
+const (
+	keptBodyBufs    = 16
+	keptBodyBufSize = 32 << 10
+)
+
+// getBodyBufLocked returns an empty request body buffer, nil if none is
+// kept.
+func (c *conn) getBodyBufLocked() []byte {
+	n := len(c.bodyBufs)
+	if n == 0 {
+		return nil
+	}
+	b := c.bodyBufs[n-1]
+	c.bodyBufs[n-1] = nil
+	c.bodyBufs = c.bodyBufs[:n-1]
+	return b
+}
+
+// putBodyBufLocked keeps b, which nothing uses any more, for another
+// stream.
+func (c *conn) putBodyBufLocked(b []byte) {
+	if cap(b) > 0 && cap(b) <= keptBodyBufSize && len(c.bodyBufs) < keptBodyBufs {
+		c.bodyBufs = append(c.bodyBufs, b[:0])
 	}
 }
 

@@ -420,6 +420,14 @@ func (c *conn) finishStream(st *stream) {
 			c.closeStreamLocked(st, errStreamClosed)
 		}
 	}
+	if st.bodyOff == len(st.body) {
+		// The stream is out of c.streams, so no DATA lands in the
+		// buffer any more, and nothing is left in it to read (a Read
+		// from a goroutine the handler left behind finds the body's
+		// error): the next stream may have it.
+		c.putBodyBufLocked(st.body)
+		st.body, st.bodyOff = nil, 0
+	}
 	ctl := len(c.ctl) > 0
 	c.mu.Unlock()
 	if ctl {

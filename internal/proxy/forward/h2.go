@@ -869,7 +869,7 @@ func (cc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 	// as the response's body: one allocation for both.
 	res := &s.resp
 	*res = http.Response{
-		Status:        status + " " + http.StatusText(code),
+		Status:        statusLine(code, status),
 		StatusCode:    code,
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
@@ -1273,6 +1273,26 @@ func appendEncodableHeaders(hdr []hpack.HeaderField, r *http.Request, bodyLen in
 		hdr = append(hdr, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(bodyLen)})
 	}
 	return hdr, nil
+}
+
+// statusLines are the Status of responses with the codes net/http names.
+var statusLines = func() map[int]string {
+	m := make(map[int]string)
+	for code := 100; code < 600; code++ {
+		if text := http.StatusText(code); text != "" {
+			m[code] = strconv.Itoa(code) + " " + text
+		}
+	}
+	return m
+}()
+
+// statusLine returns a response's Status, as net/http's client sets it,
+// from its :status (three digits) and their value.
+func statusLine(code int, status string) string {
+	if line, ok := statusLines[code]; ok {
+		return line
+	}
+	return status + " " // no text, as net/http
 }
 
 // headerOf returns fields (regular ones, with lower-case names) as an

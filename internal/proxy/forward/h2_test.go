@@ -580,3 +580,12 @@ func (a autoFlush) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+func TestStatusLineIsNetHTTPs(t *testing.T) {
+	for code := 100; code < 1000; code++ {
+		status := strconv.Itoa(code)
+		if got, want := statusLine(code, status), status+" "+http.StatusText(code); got != want {
+			t.Errorf("statusLine(%d) = %q, want %q", code, got, want)
+		}
+	}
+}

@@ -58,6 +58,7 @@ type stream struct {
 	// handler
 	req           *http.Request
 	tmpl          http.Request
+	url           url.URL // tmpl.URL
 	reqTrailer    http.Header
 	needsContinue bool
 	sawEOF        bool
@@ -194,14 +195,13 @@ func (st *stream) buildRequest(f *http2.MetaHeadersFrame) error {
 	if strings.IndexByte(authority, '@') >= 0 && (scheme == "http" || scheme == "https") {
 		return bad
 	}
-	var u *url.URL
+	u := &st.url
 	var requestURI string
 	if isConnect {
-		u = &url.URL{Host: authority}
+		*u = url.URL{Host: authority}
 		requestURI = authority
 	} else {
-		var err error
-		if u, err = url.ParseRequestURI(path); err != nil {
+		if err := parseRequestURI(u, path); err != nil {
 			return bad
 		}
 		requestURI = path
@@ -252,6 +252,41 @@ func (st *stream) buildRequest(f *http2.MetaHeadersFrame) error {
 		}
 	}
 	return nil
+}
+
+// parseRequestURI sets *u to what url.ParseRequestURI makes of target.
+// The usual target, a path of characters the url package leaves as they
+// are (no query, no escapes), is a URL with only its Path, made here
+// without the url package's allocation.
+func parseRequestURI(u *url.URL, target string) error {
+	if plainPath(target) {
+		*u = url.URL{Path: target}
+		return nil
+	}
+	v, err := url.ParseRequestURI(target)
+	if err != nil {
+		return err
+	}
+	*u = *v
+	return nil
+}
+
+// plainPath reports whether p is an absolute path that url.URL keeps
+// verbatim in Path, with no RawPath: nothing to unescape, and nothing
+// its EscapedPath would escape.
+func plainPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-_.~$&+,/:;=@", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // endStream ends the request body: io.EOF, or the Content-Length

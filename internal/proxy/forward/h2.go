@@ -414,11 +414,16 @@ type h2Stream struct {
 	cc     *h2Conn
 	id     uint32
 	req    *http.Request
-	res    *http.Response // &resp once the response head is in
-	resp   http.Response
-	body   h2Body        // resp.Body, when the response has one
+	res    *http.Response
 	resc   chan struct{} // closed when res or err is set
 	notify chan struct{} // a token when the body has news
+
+	// The response lives in its stream (res points to resp once its head
+	// is in), as the stream lives as long as the response's body does:
+	// one allocation for all of it.
+	resp       http.Response
+	body       h2Body    // resp.Body, when it has one
+	headerVals [8]string // backs the values of a short response header
 
 	sendWindow int64
 	recvWindow int64
@@ -843,7 +848,7 @@ func (cc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 			cc.streamError(f.StreamID, http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol, Cause: errors.New("malformed trailers")})
 			return
 		}
-		s.trailer = headerOf(f.RegularFields())
+		s.trailer = headerOf(f.RegularFields(), nil)
 		cc.endOfBodyLocked(s)
 		cc.mu.Unlock()
 		return
@@ -864,9 +869,7 @@ func (cc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 		// response follows.
 		return
 	}
-	h := headerOf(f.RegularFields())
-	// The response lives in the stream, as the stream lives as long
-	// as the response's body: one allocation for both.
+	h := headerOf(f.RegularFields(), s.headerVals[:])
 	res := &s.resp
 	*res = http.Response{
 		Status:        statusLine(code, status),
@@ -1296,11 +1299,14 @@ func statusLine(code int, status string) string {
 }
 
 // headerOf returns fields (regular ones, with lower-case names) as an
-// http.Header: one map, and one backing array for every value. A
-// repeated name appends past its slice's capacity, and so copies.
-func headerOf(fields []hpack.HeaderField) http.Header {
+// http.Header: one map, and one backing array for every value, vals if
+// it is long enough. A repeated name appends past its slice's capacity,
+// and so copies.
+func headerOf(fields []hpack.HeaderField, vals []string) http.Header {
 	h := make(http.Header, len(fields))
-	vals := make([]string, len(fields))
+	if len(vals) < len(fields) {
+		vals = make([]string, len(fields))
+	}
 	for i, hf := range fields {
 		k := canonicalHeader(hf.Name)
 		if vv, ok := h[k]; ok {

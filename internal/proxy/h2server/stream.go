@@ -58,7 +58,8 @@ type stream struct {
 	// handler
 	req           *http.Request
 	tmpl          http.Request
-	url           url.URL // tmpl.URL
+	url           url.URL    // tmpl.URL
+	headerVals    [16]string // backs the values of a short tmpl.Header
 	reqTrailer    http.Header
 	needsContinue bool
 	sawEOF        bool
@@ -151,11 +152,16 @@ func (st *stream) buildRequest(f *http2.MetaHeadersFrame) error {
 		return bad
 	}
 
-	// One map and one backing array for all values; a repeated name
-	// appends past its slice's capacity and so copies.
+	// One map and one backing array for all values, the stream's own
+	// for a short header (the stream is never reused, so the array is
+	// the request's for good); a repeated name appends past its slice's
+	// capacity and so copies.
 	regular := f.RegularFields()
 	header := make(http.Header, len(regular))
-	vals := make([]string, len(regular))
+	vals := st.headerVals[:]
+	if len(vals) < len(regular) {
+		vals = make([]string, len(regular))
+	}
 	for i, hf := range regular {
 		key := c.canonicalHeader(hf.Name)
 		if vv, ok := header[key]; ok {

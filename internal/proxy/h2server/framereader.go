@@ -19,7 +19,8 @@ import (
 // it saves is the Framer's per-block allocations (the frame structs, the
 // decoder's callback and its captured state, the growing field slice):
 // the header block, its frame and its fields live in buffers kept with
-// the connection.
+// the connection. What is left is hpack's: a field from its tables costs
+// nothing, a literal one a string.
 //
 // Weft's HTTP/2 server and its HTTP/2 client (package forward) both read
 // with it. It is used by one goroutine, the connection's reader.
@@ -39,19 +40,25 @@ type FrameReader struct {
 	invalid      error // the first malformed field
 }
 
-// maxKeptFields bounds the field slice kept between blocks, so that one
-// huge header block does not pin its memory for the connection's life.
-const maxKeptFields = 128
+// maxKeptFields and maxKeptPayload bound the field slice and the
+// payload buffer kept between blocks, so that one huge header block does
+// not pin its memory for the connection's life.
+const (
+	maxKeptFields  = 128
+	maxKeptPayload = 16 << 10
+)
 
 // NewFrameReader returns a reader of the frames fr reads from r, which
 // must be the reader fr was made with. fr's ReadMetaHeaders must be nil:
 // the header blocks are this reader's to decode. Its MaxHeaderListSize
 // bounds each block, as it does for the Framer.
 func NewFrameReader(fr *http2.Framer, r io.Reader) *FrameReader {
-	fr2 := &FrameReader{fr: fr, r: r}
-	fr2.dec = hpack.NewDecoder(4096, fr2.emit)
-	fr2.mh.HeadersFrame = &fr2.hf
-	return fr2
+	rd := &FrameReader{fr: fr, r: r}
+	// The callback is set once: a method value made per block would be
+	// an allocation per block.
+	rd.dec = hpack.NewDecoder(4096, rd.emit)
+	rd.mh.HeadersFrame = &rd.hf
+	return rd
 }
 
 // ReadFrame reads the next frame. A header block comes back as an
@@ -161,12 +168,17 @@ func (r *FrameReader) readHeaderBlock(fh http2.FrameHeader) (http2.Frame, error)
 	return &r.mh, nil
 }
 
-// readPayload reads a frame payload of n bytes into the reader's buffer.
+// readPayload reads a frame payload of n bytes into the reader's buffer,
+// or, past maxKeptPayload, into one of its own.
 func (r *FrameReader) readPayload(n uint32) ([]byte, error) {
-	if int(n) > cap(r.payload) {
-		r.payload = make([]byte, n)
+	p := r.payload
+	if int(n) > cap(p) {
+		p = make([]byte, n)
+		if n <= maxKeptPayload {
+			r.payload = p
+		}
 	}
-	p := r.payload[:n]
+	p = p[:n]
 	if _, err := io.ReadFull(r.r, p); err != nil {
 		return nil, err
 	}

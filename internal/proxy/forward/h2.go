@@ -662,22 +662,38 @@ func (cc *h2Conn) cancel(s *h2Stream) {
 // from it, returning the window of its unread bytes.
 func (cc *h2Conn) endLocked(s *h2Stream) {
 	if s.done {
+		// A reader that came after the stream ended is done with what
+		// was left for it.
+		cc.dropBufLocked(s)
 		return
 	}
 	s.done = true
 	delete(cc.streams, s.id)
+	cc.dropBufLocked(s)
+	cc.releaseLocked()
+	wake(s)
+}
+
+// dropBufLocked lets s's body buffer go, and returns the window of its
+// unread bytes, unless its reader may still read them.
+func (cc *h2Conn) dropBufLocked(s *h2Stream) {
 	unread := len(s.buf) - s.off
-	if unread > 0 && cc.err == nil {
-		cc.unacked += int64(unread)
-	}
-	if unread == 0 || cc.err == nil {
+	switch {
+	case unread > 0 && !s.closed && s.err == nil:
+		// A complete response whose reader is still to come (the
+		// server answered before the request was all sent): the bytes
+		// are its, and its reads return their window.
+	case unread > 0 && cc.err != nil:
+		// Left to a reader of what came before the connection failed.
+	default:
+		if unread > 0 {
+			cc.unacked += int64(unread)
+		}
 		// Nothing more is read from the buffer (no DATA arrives for a
 		// stream out of cc.streams): the next stream may have it.
 		cc.putBufLocked(s.buf)
 		s.buf, s.off = nil, 0
 	}
-	cc.releaseLocked()
-	wake(s)
 }
 
 // fail ends the connection: every stream in progress fails with err.
@@ -802,6 +818,16 @@ func (cc *h2Conn) streamError(id uint32, err http2.StreamError) {
 	cc.mu.Lock()
 	s := cc.streams[id]
 	if s == nil {
+		cc.mu.Unlock()
+		return
+	}
+	if err.Code == http2.ErrCodeNo && err.Cause == nil && s.eof && s.err == nil {
+		// The server answered in full and wants no more of the request
+		// (RFC 9113 8.1): the response stands, and the stream is closed
+		// for sending too.
+		s.sentEnd = true
+		cc.endLocked(s)
+		cc.cond.Broadcast() // a sender waiting for window stops
 		cc.mu.Unlock()
 		return
 	}

@@ -297,6 +297,49 @@ func TestH2ClientBodyBuffersAreNotShared(t *testing.T) {
 	check(0, late, lateBody)
 }
 
+// TestH2ClientKeepsAnEarlyResponse: a server may answer in full before
+// it has read the request, and then reset the stream with NO_ERROR
+// (RFC 9113 8.1); the response stands, whether it is read later or
+// closed unread, and the connection gets its window back either way.
+func TestH2ClientKeepsAnEarlyResponse(t *testing.T) {
+	answer := strings.Repeat("early answer ", 100)
+	srv := startH2Server(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, answer)
+	}, &http.HTTP2Config{MaxReceiveBufferPerStream: 16 << 10})
+	c := srv.client(t)
+	ctx := testContext(t)
+	// The first request waits for the server's SETTINGS: net/http's
+	// server holds a client to its smaller stream window from the start.
+	res, err := c.RoundTrip(srv.request(t, ctx, "GET", "/", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	cc := c.conns[srv.Listener.Addr().String()][0]
+
+	for i := range 20 {
+		// More than the stream window: the body waits for window that
+		// never comes, as the server reads none of it.
+		res, err := c.RoundTrip(srv.request(t, ctx, "POST", "/", strings.Repeat("x", 60<<10)))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if i%2 == 0 {
+			got, err := io.ReadAll(res.Body)
+			if string(got) != answer || err != nil {
+				t.Errorf("request %d: %d bytes, %v; want the %d-byte answer", i, len(got), err, len(answer))
+			}
+		}
+		res.Body.Close()
+		cc.mu.Lock()
+		if cc.recvWindow+cc.unacked != h2ConnWindow {
+			t.Errorf("request %d: window left %d + to return %d, want %d", i, cc.recvWindow, cc.unacked, h2ConnWindow)
+		}
+		cc.mu.Unlock()
+	}
+}
+
 func TestH2ClientCancellation(t *testing.T) {
 	cancelled := make(chan string, 4)
 	release := make(chan struct{})

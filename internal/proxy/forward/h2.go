@@ -323,13 +323,13 @@ type h2Conn struct {
 	client *h2Client
 	addr   string
 	nc     net.Conn
+	rd     *h2server.FrameReader // readLoop's: reads fr, decoding header blocks
 
 	// wmu serializes writes: frames, and the header encoder whose state
 	// must follow the order of the header blocks on the wire.
 	wmu      sync.Mutex
 	bw       *bufio.Writer
-	fr       *http2.Framer         // its read side belongs to readLoop
-	rd       *h2server.FrameReader // readLoop's; decodes the header blocks
+	fr       *http2.Framer // its read side belongs to readLoop
 	henc     *hpack.Encoder
 	hbuf     bytes.Buffer
 	maxFrame int // the server's SETTINGS_MAX_FRAME_SIZE
@@ -343,15 +343,16 @@ type h2Conn struct {
 	sendWindow        int64 // connection send window
 	initialSendWindow int64 // the server's SETTINGS_INITIAL_WINDOW_SIZE
 	peerMaxHeaderList uint32
-	recvWindow        int64    // connection receive window left
-	unacked           int64    // bytes consumed, not yet returned with a WINDOW_UPDATE
-	bufs              [][]byte // body buffers for new streams (getBufLocked)
+	recvWindow        int64 // connection receive window left
+	unacked           int64 // bytes consumed, not yet returned with a WINDOW_UPDATE
 	goAway            bool
 	err               error // why the connection ended; nil while it works
 	idleTimer         *time.Timer
 	healthTimer       *time.Timer
 	lastRead          atomic.Int64 // UnixNano of the last frame read
 	pingSentAt        int64        // UnixNano; 0 when no health ping is out. Only checkHealth uses it.
+
+	bufs [][]byte // under mu: body buffers for new streams (getBufLocked)
 }
 
 // load is the number of streams reserved or open.

@@ -352,7 +352,8 @@ type h2Conn struct {
 	lastRead          atomic.Int64 // UnixNano of the last frame read
 	pingSentAt        int64        // UnixNano; 0 when no health ping is out. Only checkHealth uses it.
 
-	bufs [][]byte // under mu: body buffers for new streams (getBufLocked)
+	bufs  [][]byte          // under mu: body buffers for new streams (getBufLocked)
+	canon map[string]string // readLoop's: lower-case wire name -> canonical key
 }
 
 // load is the number of streams reserved or open.
@@ -875,7 +876,7 @@ func (cc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 			cc.streamError(f.StreamID, http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol, Cause: errors.New("malformed trailers")})
 			return
 		}
-		s.trailer = headerOf(f.RegularFields(), nil)
+		s.trailer = cc.headerOf(f.RegularFields(), nil)
 		cc.endOfBodyLocked(s)
 		cc.mu.Unlock()
 		return
@@ -896,7 +897,7 @@ func (cc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 		// response follows.
 		return
 	}
-	h := headerOf(f.RegularFields(), s.headerVals[:])
+	h := cc.headerOf(f.RegularFields(), s.headerVals[:])
 	res := &s.resp
 	*res = http.Response{
 		Status:        statusLine(code, status),
@@ -1328,14 +1329,14 @@ func statusLine(code int, status string) string {
 // headerOf returns fields (regular ones, with lower-case names) as an
 // http.Header: one map, and one backing array for every value, vals if
 // it is long enough. A repeated name appends past its slice's capacity,
-// and so copies.
-func headerOf(fields []hpack.HeaderField, vals []string) http.Header {
+// and so copies. Only readLoop calls it.
+func (cc *h2Conn) headerOf(fields []hpack.HeaderField, vals []string) http.Header {
 	h := make(http.Header, len(fields))
 	if len(vals) < len(fields) {
 		vals = make([]string, len(fields))
 	}
 	for i, hf := range fields {
-		k := canonicalHeader(hf.Name)
+		k := cc.canonicalKey(hf.Name)
 		if vv, ok := h[k]; ok {
 			h[k] = append(vv, hf.Value)
 			continue
@@ -1344,6 +1345,27 @@ func headerOf(fields []hpack.HeaderField, vals []string) http.Header {
 		h[k] = vals[i : i+1 : i+1]
 	}
 	return h
+}
+
+// canonicalKey returns the canonical key of a lower-case wire name, and
+// remembers the ones it had to compute, as the server's connections do:
+// a response's uncommon names are usually the previous response's too.
+// Only readLoop calls it.
+func (cc *h2Conn) canonicalKey(name string) string {
+	if k, ok := commonHeaders[name]; ok && k[0] < 'a' {
+		return k
+	}
+	if k, ok := cc.canon[name]; ok {
+		return k
+	}
+	k := http.CanonicalHeaderKey(name)
+	if len(cc.canon) < 64 && len(name) < 64 {
+		if cc.canon == nil {
+			cc.canon = make(map[string]string)
+		}
+		cc.canon[name] = k
+	}
+	return k
 }
 
 // bodiless reports whether a response to r with status code has no body

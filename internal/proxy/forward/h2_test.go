@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -630,5 +631,26 @@ func TestStatusLineIsNetHTTPs(t *testing.T) {
 		if got, want := statusLine(code, status), status+" "+http.StatusText(code); got != want {
 			t.Errorf("statusLine(%d) = %q, want %q", code, got, want)
 		}
+	}
+}
+
+func TestH2ConnHeaderOf(t *testing.T) {
+	cc := &h2Conn{}
+	var vals [8]string
+	h := cc.headerOf([]hpack.HeaderField{
+		{Name: "x-uncommon", Value: "1"}, {Name: "content-type", Value: "text/plain"}, {Name: "x-uncommon", Value: "2"},
+	}, vals[:])
+	want := http.Header{"X-Uncommon": {"1", "2"}, "Content-Type": {"text/plain"}}
+	if !reflect.DeepEqual(h, want) {
+		t.Errorf("headerOf = %v, want %v", h, want)
+	}
+
+	// An uncommon name costs nothing more than a common one once seen.
+	uncommon := []hpack.HeaderField{{Name: "x-uncommon", Value: "1"}, {Name: "x-other-uncommon", Value: "2"}}
+	common := []hpack.HeaderField{{Name: "content-type", Value: "1"}, {Name: "date", Value: "2"}}
+	u := testing.AllocsPerRun(100, func() { cc.headerOf(uncommon, vals[:]) })
+	c := testing.AllocsPerRun(100, func() { cc.headerOf(common, vals[:]) })
+	if u != c {
+		t.Errorf("headerOf: %v allocations for uncommon names, %v for common ones", u, c)
 	}
 }

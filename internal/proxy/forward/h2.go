@@ -11,12 +11,14 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/h2server"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -82,14 +84,20 @@ func (c *h2Client) RoundTrip(r *http.Request) (*http.Response, error) {
 		return c.fallback.RoundTrip(r)
 	}
 	var body []byte
-	if n := r.ContentLength; n > 0 {
-		body = make([]byte, n)
+	if n := int(r.ContentLength); n > 0 {
+		// A buffer of the HTTP/1.1 path's pool: every write of the body
+		// is done when RoundTrip returns, and nothing keeps it.
+		bp := getBuf()
+		defer putBuf(bp)
+		*bp = slices.Grow((*bp)[:0], n+1)
+		body = (*bp)[:n]
 		if _, err := io.ReadFull(r.Body, body); err != nil {
 			r.Body.Close()
 			return nil, errDownstreamBody{err}
 		}
-		var one [1]byte
-		if m, err := r.Body.Read(one[:]); m > 0 || err != io.EOF {
+		// The byte past Content-Length must be EOF; it is read into the
+		// buffer's spare byte.
+		if m, err := r.Body.Read((*bp)[n : n+1]); m > 0 || err != io.EOF {
 			r.Body.Close()
 			if err == nil || m > 0 {
 				err = errors.New("request body longer than its Content-Length")
@@ -100,7 +108,9 @@ func (c *h2Client) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Body != nil {
 		r.Body.Close()
 	}
-	hdr, err := encodableHeaders(r, len(body))
+	// The header list stays on the stack unless it is long.
+	var fields [24]hpack.HeaderField
+	hdr, err := appendEncodableHeaders(fields[:0], r, len(body))
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +121,7 @@ func (c *h2Client) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		res, err := cc.roundTrip(ctx, r, hdr, body)
-		var retry errH2Retry
-		if err != nil && errors.As(err, &retry) && attempt < 3 && ctx.Err() == nil {
+		if _, retry := errors.AsType[errH2Retry](err); retry && attempt < 3 && ctx.Err() == nil {
 			continue
 		}
 		return res, err
@@ -276,10 +285,11 @@ func (c *h2Client) newConn(ctx context.Context, addr string) (*h2Conn, error) {
 		recvWindow:        h2ConnWindow,
 	}
 	cc.cond = sync.NewCond(&cc.mu)
-	cc.fr = http2.NewFramer(cc.bw, bufio.NewReaderSize(nc, 16<<10))
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	br := bufio.NewReaderSize(nc, 16<<10)
+	cc.fr = http2.NewFramer(cc.bw, br)
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
 	cc.fr.SetReuseFrames()
+	cc.rd = h2server.NewFrameReader(cc.fr, br)
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 
 	// The preface, our settings and the connection window, in one write.
@@ -313,6 +323,7 @@ type h2Conn struct {
 	client *h2Client
 	addr   string
 	nc     net.Conn
+	rd     *h2server.FrameReader // readLoop's: reads fr, decoding header blocks
 
 	// wmu serializes writes: frames, and the header encoder whose state
 	// must follow the order of the header blocks on the wire.
@@ -340,6 +351,9 @@ type h2Conn struct {
 	healthTimer       *time.Timer
 	lastRead          atomic.Int64 // UnixNano of the last frame read
 	pingSentAt        int64        // UnixNano; 0 when no health ping is out. Only checkHealth uses it.
+
+	bufs  [][]byte          // under mu: body buffers for new streams (getBufLocked)
+	canon map[string]string // readLoop's: lower-case wire name -> canonical key
 }
 
 // load is the number of streams reserved or open.
@@ -405,6 +419,13 @@ type h2Stream struct {
 	res    *http.Response
 	resc   chan struct{} // closed when res or err is set
 	notify chan struct{} // a token when the body has news
+
+	// The response lives in its stream (res points to resp once its head
+	// is in), as the stream lives as long as the response's body does:
+	// one allocation for all of it.
+	resp       http.Response
+	body       h2Body    // resp.Body, when it has one
+	headerVals [8]string // backs the values of a short response header
 
 	sendWindow int64
 	recvWindow int64
@@ -643,16 +664,38 @@ func (cc *h2Conn) cancel(s *h2Stream) {
 // from it, returning the window of its unread bytes.
 func (cc *h2Conn) endLocked(s *h2Stream) {
 	if s.done {
+		// A reader that came after the stream ended is done with what
+		// was left for it.
+		cc.dropBufLocked(s)
 		return
 	}
 	s.done = true
 	delete(cc.streams, s.id)
-	if unread := len(s.buf) - s.off; unread > 0 && cc.err == nil {
-		cc.unacked += int64(unread)
-		s.buf, s.off = nil, 0
-	}
+	cc.dropBufLocked(s)
 	cc.releaseLocked()
 	wake(s)
+}
+
+// dropBufLocked lets s's body buffer go, and returns the window of its
+// unread bytes, unless its reader may still read them.
+func (cc *h2Conn) dropBufLocked(s *h2Stream) {
+	unread := len(s.buf) - s.off
+	switch {
+	case unread > 0 && !s.closed && s.err == nil:
+		// A complete response whose reader is still to come (the
+		// server answered before the request was all sent): the bytes
+		// are its, and its reads return their window.
+	case unread > 0 && cc.err != nil:
+		// Left to a reader of what came before the connection failed.
+	default:
+		if unread > 0 {
+			cc.unacked += int64(unread)
+		}
+		// Nothing more is read from the buffer (no DATA arrives for a
+		// stream out of cc.streams): the next stream may have it.
+		cc.putBufLocked(s.buf)
+		s.buf, s.off = nil, 0
+	}
 }
 
 // fail ends the connection: every stream in progress fails with err.
@@ -685,6 +728,32 @@ func (cc *h2Conn) fail(err error) {
 	cc.nc.Close()
 }
 
+// Body buffers of ended streams are kept for the next ones: up to
+// h2KeptBufs of them, of at most h2KeptBufSize bytes, per connection.
+const (
+	h2KeptBufs    = 16
+	h2KeptBufSize = 32 << 10
+)
+
+// getBufLocked returns an empty body buffer, nil if none is kept.
+func (cc *h2Conn) getBufLocked() []byte {
+	n := len(cc.bufs)
+	if n == 0 {
+		return nil
+	}
+	b := cc.bufs[n-1]
+	cc.bufs[n-1] = nil
+	cc.bufs = cc.bufs[:n-1]
+	return b
+}
+
+// putBufLocked keeps b, which nothing uses any more, for another stream.
+func (cc *h2Conn) putBufLocked(b []byte) {
+	if cap(b) > 0 && cap(b) <= h2KeptBufSize && len(cc.bufs) < h2KeptBufs {
+		cc.bufs = append(cc.bufs, b[:0])
+	}
+}
+
 func wake(s *h2Stream) {
 	select {
 	case s.notify <- struct{}{}:
@@ -697,7 +766,7 @@ func wake(s *h2Stream) {
 func (cc *h2Conn) readLoop() {
 	defer cc.healthTimer.Stop()
 	for {
-		f, err := cc.fr.ReadFrame()
+		f, err := cc.rd.ReadFrame()
 		cc.lastRead.Store(time.Now().UnixNano())
 		if err != nil {
 			var se http2.StreamError
@@ -754,6 +823,16 @@ func (cc *h2Conn) streamError(id uint32, err http2.StreamError) {
 		cc.mu.Unlock()
 		return
 	}
+	if err.Code == http2.ErrCodeNo && err.Cause == nil && s.eof && s.err == nil {
+		// The server answered in full and wants no more of the request
+		// (RFC 9113 8.1): the response stands, and the stream is closed
+		// for sending too.
+		s.sentEnd = true
+		cc.endLocked(s)
+		cc.cond.Broadcast() // a sender waiting for window stops
+		cc.mu.Unlock()
+		return
+	}
 	retry := s.res == nil && err.Code == http2.ErrCodeRefusedStream
 	if retry {
 		s.err = errH2Retry{err}
@@ -797,11 +876,7 @@ func (cc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 			cc.streamError(f.StreamID, http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol, Cause: errors.New("malformed trailers")})
 			return
 		}
-		s.trailer = make(http.Header, len(f.Fields))
-		for _, hf := range f.RegularFields() {
-			k := canonicalHeader(hf.Name)
-			s.trailer[k] = append(s.trailer[k], hf.Value)
-		}
+		s.trailer = cc.headerOf(f.RegularFields(), nil)
 		cc.endOfBodyLocked(s)
 		cc.mu.Unlock()
 		return
@@ -822,14 +897,10 @@ func (cc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 		// response follows.
 		return
 	}
-	regular := f.RegularFields()
-	h := make(http.Header, len(regular))
-	for _, hf := range regular {
-		k := canonicalHeader(hf.Name)
-		h[k] = append(h[k], hf.Value)
-	}
-	res := &http.Response{
-		Status:        status + " " + http.StatusText(code),
+	h := cc.headerOf(f.RegularFields(), s.headerVals[:])
+	res := &s.resp
+	*res = http.Response{
+		Status:        statusLine(code, status),
 		StatusCode:    code,
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
@@ -879,7 +950,8 @@ func (cc *h2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 		cc.mu.Unlock()
 		return
 	}
-	res.Body = &h2Body{s: s}
+	s.body.s = s
+	res.Body = &s.body
 	s.finishHead()
 	cc.mu.Unlock()
 }
@@ -927,6 +999,9 @@ func (cc *h2Conn) onData(f *http2.DataFrame) error {
 			return cc.windowUpdate(0)
 		}
 		cc.unacked += n - int64(len(data)) // padding
+		if s.buf == nil {
+			s.buf = cc.getBufLocked()
+		}
 		s.buf = append(s.buf, data...)
 		s.got += int64(len(data))
 		if cl := s.res.ContentLength; cl >= 0 && s.got > cl {
@@ -1168,10 +1243,11 @@ func (b *h2Body) Close() error {
 	return nil
 }
 
-// encodableHeaders checks r's header and returns the HTTP/2 header list:
-// pseudo-headers first, names lower-cased, connection-specific headers
-// dropped, as net/http's HTTP/2 client sends them.
-func encodableHeaders(r *http.Request, bodyLen int) ([]hpack.HeaderField, error) {
+// appendEncodableHeaders checks r's header and appends the HTTP/2 header
+// list to hdr: pseudo-headers first, names lower-cased,
+// connection-specific headers dropped, as net/http's HTTP/2 client sends
+// them.
+func appendEncodableHeaders(hdr []hpack.HeaderField, r *http.Request, bodyLen int) ([]hpack.HeaderField, error) {
 	host := r.Host
 	if host == "" {
 		host = r.URL.Host
@@ -1190,7 +1266,6 @@ func encodableHeaders(r *http.Request, bodyLen int) ([]hpack.HeaderField, error)
 	if path == "" || (path[0] != '/' && path != "*") {
 		return nil, fmt.Errorf("invalid request target %q", path)
 	}
-	hdr := make([]hpack.HeaderField, 0, 5+len(r.Header))
 	hdr = append(hdr,
 		hpack.HeaderField{Name: ":authority", Value: host},
 		hpack.HeaderField{Name: ":method", Value: method},
@@ -1229,6 +1304,68 @@ func encodableHeaders(r *http.Request, bodyLen int) ([]hpack.HeaderField, error)
 		hdr = append(hdr, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(bodyLen)})
 	}
 	return hdr, nil
+}
+
+// statusLines are the Status of responses with the codes net/http names.
+var statusLines = func() map[int]string {
+	m := make(map[int]string)
+	for code := 100; code < 600; code++ {
+		if text := http.StatusText(code); text != "" {
+			m[code] = strconv.Itoa(code) + " " + text
+		}
+	}
+	return m
+}()
+
+// statusLine returns a response's Status, as net/http's client sets it,
+// from its :status (three digits) and their value.
+func statusLine(code int, status string) string {
+	if line, ok := statusLines[code]; ok {
+		return line
+	}
+	return status + " " // no text, as net/http
+}
+
+// headerOf returns fields (regular ones, with lower-case names) as an
+// http.Header: one map, and one backing array for every value, vals if
+// it is long enough. A repeated name appends past its slice's capacity,
+// and so copies. Only readLoop calls it.
+func (cc *h2Conn) headerOf(fields []hpack.HeaderField, vals []string) http.Header {
+	h := make(http.Header, len(fields))
+	if len(vals) < len(fields) {
+		vals = make([]string, len(fields))
+	}
+	for i, hf := range fields {
+		k := cc.canonicalKey(hf.Name)
+		if vv, ok := h[k]; ok {
+			h[k] = append(vv, hf.Value)
+			continue
+		}
+		vals[i] = hf.Value
+		h[k] = vals[i : i+1 : i+1]
+	}
+	return h
+}
+
+// canonicalKey returns the canonical key of a lower-case wire name, and
+// remembers the ones it had to compute, as the server's connections do:
+// a response's uncommon names are usually the previous response's too.
+// Only readLoop calls it.
+func (cc *h2Conn) canonicalKey(name string) string {
+	if k, ok := commonHeaders[name]; ok && k[0] < 'a' {
+		return k
+	}
+	if k, ok := cc.canon[name]; ok {
+		return k
+	}
+	k := http.CanonicalHeaderKey(name)
+	if len(cc.canon) < 64 && len(name) < 64 {
+		if cc.canon == nil {
+			cc.canon = make(map[string]string)
+		}
+		cc.canon[name] = k
+	}
+	return k
 }
 
 // bodiless reports whether a response to r with status code has no body

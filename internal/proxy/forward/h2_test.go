@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -227,6 +228,117 @@ func TestH2Client(t *testing.T) {
 			t.Errorf("got %q, length %s", b, res.Header.Get("X-Length"))
 		}
 	})
+}
+
+// TestH2ClientBodyBuffersAreNotShared: a connection hands the body
+// buffers of ended streams to new ones; a response read late, after
+// others came and went, still reads its own bytes, and so do responses
+// closed half read.
+func TestH2ClientBodyBuffersAreNotShared(t *testing.T) {
+	srv := startH2Server(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		_, _ = w.Write(b)
+	}, nil)
+	c := srv.client(t)
+	ctx := testContext(t)
+	send := func(i int) (*http.Response, string) {
+		n := 1000 + i*37
+		if i == 0 {
+			n = 3000 // the late one: a buffer the others fit in
+		}
+		body := strings.Repeat(string(rune('a'+i%26)), n)
+		res, err := c.RoundTrip(srv.request(t, ctx, "POST", "/", body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, body
+	}
+	check := func(i int, res *http.Response, want string) {
+		t.Helper()
+		got, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || string(got) != want {
+			t.Errorf("response %d: %d bytes %.10q..., err %v; want %d bytes %.10q...", i, len(got), got, err, len(want), want)
+		}
+	}
+
+	late, lateBody := send(0)
+	// Wait until all of it is in, unread.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cc := c.conns[srv.Listener.Addr().String()][0]
+		cc.mu.Lock()
+		s := late.Body.(*h2Body).s
+		n := len(s.buf)
+		cc.mu.Unlock()
+		if n == len(lateBody) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < 40; i++ {
+		wg.Go(func() {
+			res, body := send(i)
+			if i%3 == 0 {
+				// Half read, then closed: its buffer goes back.
+				buf := make([]byte, 100)
+				_, _ = io.ReadFull(res.Body, buf)
+				res.Body.Close()
+				if string(buf) != body[:100] {
+					t.Errorf("response %d begins %.10q", i, buf)
+				}
+				return
+			}
+			check(i, res, body)
+		})
+	}
+	wg.Wait()
+	check(0, late, lateBody)
+}
+
+// TestH2ClientKeepsAnEarlyResponse: a server may answer in full before
+// it has read the request, and then reset the stream with NO_ERROR
+// (RFC 9113 8.1); the response stands, whether it is read later or
+// closed unread, and the connection gets its window back either way.
+func TestH2ClientKeepsAnEarlyResponse(t *testing.T) {
+	answer := strings.Repeat("early answer ", 100)
+	srv := startH2Server(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, answer)
+	}, &http.HTTP2Config{MaxReceiveBufferPerStream: 16 << 10})
+	c := srv.client(t)
+	ctx := testContext(t)
+	// The first request waits for the server's SETTINGS: net/http's
+	// server holds a client to its smaller stream window from the start.
+	res, err := c.RoundTrip(srv.request(t, ctx, "GET", "/", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	cc := c.conns[srv.Listener.Addr().String()][0]
+
+	for i := range 20 {
+		// More than the stream window: the body waits for window that
+		// never comes, as the server reads none of it.
+		res, err := c.RoundTrip(srv.request(t, ctx, "POST", "/", strings.Repeat("x", 60<<10)))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if i%2 == 0 {
+			got, err := io.ReadAll(res.Body)
+			if string(got) != answer || err != nil {
+				t.Errorf("request %d: %d bytes, %v; want the %d-byte answer", i, len(got), err, len(answer))
+			}
+		}
+		res.Body.Close()
+		cc.mu.Lock()
+		if cc.recvWindow+cc.unacked != h2ConnWindow {
+			t.Errorf("request %d: window left %d + to return %d, want %d", i, cc.recvWindow, cc.unacked, h2ConnWindow)
+		}
+		cc.mu.Unlock()
+	}
 }
 
 func TestH2ClientCancellation(t *testing.T) {
@@ -511,4 +623,34 @@ func (a autoFlush) Write(p []byte) (int, error) {
 		err = a.w.Flush()
 	}
 	return n, err
+}
+
+func TestStatusLineIsNetHTTPs(t *testing.T) {
+	for code := 100; code < 1000; code++ {
+		status := strconv.Itoa(code)
+		if got, want := statusLine(code, status), status+" "+http.StatusText(code); got != want {
+			t.Errorf("statusLine(%d) = %q, want %q", code, got, want)
+		}
+	}
+}
+
+func TestH2ConnHeaderOf(t *testing.T) {
+	cc := &h2Conn{}
+	var vals [8]string
+	h := cc.headerOf([]hpack.HeaderField{
+		{Name: "x-uncommon", Value: "1"}, {Name: "content-type", Value: "text/plain"}, {Name: "x-uncommon", Value: "2"},
+	}, vals[:])
+	want := http.Header{"X-Uncommon": {"1", "2"}, "Content-Type": {"text/plain"}}
+	if !reflect.DeepEqual(h, want) {
+		t.Errorf("headerOf = %v, want %v", h, want)
+	}
+
+	// An uncommon name costs nothing more than a common one once seen.
+	uncommon := []hpack.HeaderField{{Name: "x-uncommon", Value: "1"}, {Name: "x-other-uncommon", Value: "2"}}
+	common := []hpack.HeaderField{{Name: "content-type", Value: "1"}, {Name: "date", Value: "2"}}
+	u := testing.AllocsPerRun(100, func() { cc.headerOf(uncommon, vals[:]) })
+	c := testing.AllocsPerRun(100, func() { cc.headerOf(common, vals[:]) })
+	if u != c {
+		t.Errorf("headerOf: %v allocations for uncommon names, %v for common ones", u, c)
+	}
 }

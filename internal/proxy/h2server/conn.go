@@ -53,6 +53,7 @@ type conn struct {
 	// reader
 	br              *bufio.Reader
 	fr              *http2.Framer
+	rd              *FrameReader      // reads fr's frames, decoding header blocks
 	canon           map[string]string // lowercase wire name -> canonical key
 	maxClientID     uint32            // the highest client stream opened
 	sawSettings     bool
@@ -72,6 +73,7 @@ type conn struct {
 	recvWin     int64     // connection window the peer has left
 	recvUnacked int64     // connection window consumed, not yet returned
 	ctl         []byte    // control frames to write
+	bodyBufs    [][]byte  // request body buffers for new streams (getBodyBufLocked)
 	closed      bool      // the connection is done; nothing more is written
 	goingAway   bool      // GOAWAY queued or sent: no new streams
 	goAwayCode  http2.ErrCode
@@ -116,10 +118,10 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, tlsState *tls.Connecti
 	c.br = readers.Get().(*bufio.Reader)
 	c.br.Reset(nc)
 	c.fr = http2.NewFramer(nil, c.br)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = s.maxHeaderListSize()
 	c.fr.SetMaxReadFrameSize(maxReadFrameSize)
 	c.fr.SetReuseFrames()
+	c.rd = NewFrameReader(c.fr, c.br)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	return c
 }
@@ -175,7 +177,7 @@ func (c *conn) serve() {
 		c.idleTimer = time.AfterFunc(c.s.IdleTimeout, c.onIdle)
 	}
 	for {
-		f, err := c.fr.ReadFrame()
+		f, err := c.rd.ReadFrame()
 		if err != nil {
 			if !c.readError(err) {
 				return
@@ -242,7 +244,7 @@ func (c *conn) lingerAfterGoAway() bool {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(goAwayTimeout))
 	c.flushCtl()
 	for {
-		if _, err := c.fr.ReadFrame(); err != nil {
+		if _, err := c.rd.ReadFrame(); err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
 				continue
@@ -467,6 +469,9 @@ func (c *conn) processData(f *http2.DataFrame) error {
 				// comes back, the stream's does not.
 				c.returnConnWindowLocked(int64(len(data)))
 			} else {
+				if st.body == nil {
+					st.body = c.getBodyBufLocked()
+				}
 				st.body = append(st.body, data...)
 				st.rcond.Signal()
 			}
@@ -645,6 +650,34 @@ func (c *conn) returnConnWindowLocked(n int64) {
 		c.queueLocked(appendWindowUpdate(c.ctl, 0, uint32(c.recvUnacked)))
 		c.recvWin += c.recvUnacked
 		c.recvUnacked = 0
+	}
+}
+
+// Request body buffers of finished streams are kept for the next ones:
+// up to keptBodyBufs of them, of at most keptBodyBufSize bytes.
+const (
+	keptBodyBufs    = 16
+	keptBodyBufSize = 32 << 10
+)
+
+// getBodyBufLocked returns an empty request body buffer, nil if none is
+// kept.
+func (c *conn) getBodyBufLocked() []byte {
+	n := len(c.bodyBufs)
+	if n == 0 {
+		return nil
+	}
+	b := c.bodyBufs[n-1]
+	c.bodyBufs[n-1] = nil
+	c.bodyBufs = c.bodyBufs[:n-1]
+	return b
+}
+
+// putBodyBufLocked keeps b, which nothing uses any more, for another
+// stream.
+func (c *conn) putBodyBufLocked(b []byte) {
+	if cap(b) > 0 && cap(b) <= keptBodyBufSize && len(c.bodyBufs) < keptBodyBufs {
+		c.bodyBufs = append(c.bodyBufs, b[:0])
 	}
 }
 

@@ -318,6 +318,66 @@ func TestConcurrentStreamsOneConnection(t *testing.T) {
 	wg.Wait()
 }
 
+// TestBodyBuffersAreNotShared: a connection hands the request body
+// buffers of finished streams to new ones, but not one a goroutine the
+// handler left behind may still read: what it reads later is its own
+// request's bytes, whatever came in meanwhile.
+func TestBodyBuffersAreNotShared(t *testing.T) {
+	lates := make(chan io.ReadCloser, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/late" {
+			// Wait for all of the body to be in, then leave it unread.
+			for i := 0; i < 500 && r.ContentLength > 0; i++ {
+				st := r.Body.(*requestBody).st
+				st.c.mu.Lock()
+				n := len(st.body)
+				st.c.mu.Unlock()
+				if int64(n) == r.ContentLength {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			lates <- r.Body
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	})
+	ts := newTestServer(t, h, true)
+	cl := ts.client()
+	body := func(i int) string { return strings.Repeat(string(rune('a'+i%26)), 1000+i*37) }
+
+	want := strings.Repeat("z", 3000) // a buffer the others fit in
+	req, _ := http.NewRequest("POST", ts.url("/late"), strings.NewReader(want))
+	res, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	late := <-lates
+
+	var wg sync.WaitGroup
+	for i := 1; i < 40; i++ {
+		wg.Go(func() {
+			res, err := cl.Post(ts.url("/"), "", strings.NewReader(body(i)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			if err != nil || string(got) != body(i) {
+				t.Errorf("stream %d: %d bytes %.10q..., %v", i, len(got), got, err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := io.ReadAll(late)
+	if string(got) != want || err != nil {
+		t.Errorf("the late read got %d bytes %.20q..., %v; want its request's %d bytes", len(got), got, err, len(want))
+	}
+}
+
 // TestResponseControllerDeadlines: a read deadline fails the body's
 // reads, a write deadline resets the stream, as with net/http.
 func TestResponseControllerDeadlines(t *testing.T) {

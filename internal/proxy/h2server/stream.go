@@ -58,6 +58,8 @@ type stream struct {
 	// handler
 	req           *http.Request
 	tmpl          http.Request
+	url           url.URL    // tmpl.URL
+	headerVals    [16]string // backs the values of a short tmpl.Header
 	reqTrailer    http.Header
 	needsContinue bool
 	sawEOF        bool
@@ -150,11 +152,16 @@ func (st *stream) buildRequest(f *http2.MetaHeadersFrame) error {
 		return bad
 	}
 
-	// One map and one backing array for all values; a repeated name
-	// appends past its slice's capacity and so copies.
+	// One map and one backing array for all values, the stream's own
+	// for a short header (the stream is never reused, so the array is
+	// the request's for good); a repeated name appends past its slice's
+	// capacity and so copies.
 	regular := f.RegularFields()
 	header := make(http.Header, len(regular))
-	vals := make([]string, len(regular))
+	vals := st.headerVals[:]
+	if len(vals) < len(regular) {
+		vals = make([]string, len(regular))
+	}
 	for i, hf := range regular {
 		key := c.canonicalHeader(hf.Name)
 		if vv, ok := header[key]; ok {
@@ -194,14 +201,13 @@ func (st *stream) buildRequest(f *http2.MetaHeadersFrame) error {
 	if strings.IndexByte(authority, '@') >= 0 && (scheme == "http" || scheme == "https") {
 		return bad
 	}
-	var u *url.URL
+	u := &st.url
 	var requestURI string
 	if isConnect {
-		u = &url.URL{Host: authority}
+		*u = url.URL{Host: authority}
 		requestURI = authority
 	} else {
-		var err error
-		if u, err = url.ParseRequestURI(path); err != nil {
+		if err := parseRequestURI(u, path); err != nil {
 			return bad
 		}
 		requestURI = path
@@ -252,6 +258,41 @@ func (st *stream) buildRequest(f *http2.MetaHeadersFrame) error {
 		}
 	}
 	return nil
+}
+
+// parseRequestURI sets *u to what url.ParseRequestURI makes of target.
+// The usual target, a path of characters the url package leaves as they
+// are (no query, no escapes), is a URL with only its Path, made here
+// without the url package's allocation.
+func parseRequestURI(u *url.URL, target string) error {
+	if plainPath(target) {
+		*u = url.URL{Path: target}
+		return nil
+	}
+	v, err := url.ParseRequestURI(target)
+	if err != nil {
+		return err
+	}
+	*u = *v
+	return nil
+}
+
+// plainPath reports whether p is an absolute path that url.URL keeps
+// verbatim in Path, with no RawPath: nothing to unescape, and nothing
+// its EscapedPath would escape.
+func plainPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-_.~$&+,/:;=@", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // endStream ends the request body: io.EOF, or the Content-Length
@@ -419,6 +460,14 @@ func (c *conn) finishStream(st *stream) {
 		} else {
 			c.closeStreamLocked(st, errStreamClosed)
 		}
+	}
+	if st.bodyOff == len(st.body) {
+		// The stream is out of c.streams, so no DATA lands in the
+		// buffer any more, and nothing is left in it to read (a Read
+		// from a goroutine the handler left behind finds the body's
+		// error): the next stream may have it.
+		c.putBodyBufLocked(st.body)
+		st.body, st.bodyOff = nil, 0
 	}
 	ctl := len(c.ctl) > 0
 	c.mu.Unlock()

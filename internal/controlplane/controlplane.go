@@ -125,7 +125,6 @@ func Run(ctx context.Context, opts Options) error {
 		log.Warn("no --data-dir: the admin token and trust bundle are not written to files; get them from the store")
 	}
 
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

@@ -64,6 +64,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzOwnLoopAgreesWithNetHTTP$$' -fuzztime $(or $(FUZZTIME),20000x) ./internal/proxy/listener/
 	$(GO) test -run '^$$' -fuzz '^FuzzOwnServerAgreesWithNetHTTP$$' -fuzztime $(or $(FUZZTIME),12000x) ./internal/proxy/h2server/
 	$(GO) test -run '^$$' -fuzz '^FuzzResponseAgreesWithNetHTTP$$' -fuzztime $(or $(FUZZTIME),100000x) ./internal/proxy/forward/
+	$(GO) test -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(or $(FUZZTIME),100000x) ./internal/proxy/h2frame/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRequestURI$$' -fuzztime $(or $(FUZZTIME),100000x) ./internal/proxy/h2server/
 
 # The benchmark against nginx (bench/, results in docs/PERFORMANCE.md and
 # bench/results/): fortio, weft and nginx on loopback, under 5 minutes. It

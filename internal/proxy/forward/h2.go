@@ -18,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/weft-mesh/weft/internal/proxy/h2server"
+	"github.com/weft-mesh/weft/internal/proxy/h2frame"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -289,7 +289,7 @@ func (c *h2Client) newConn(ctx context.Context, addr string) (*h2Conn, error) {
 	cc.fr = http2.NewFramer(cc.bw, br)
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
 	cc.fr.SetReuseFrames()
-	cc.rd = h2server.NewFrameReader(cc.fr, br)
+	cc.rd = h2frame.NewFrameReader(cc.fr, br)
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 
 	// The preface, our settings and the connection window, in one write.
@@ -323,7 +323,7 @@ type h2Conn struct {
 	client *h2Client
 	addr   string
 	nc     net.Conn
-	rd     *h2server.FrameReader // readLoop's: reads fr, decoding header blocks
+	rd     *h2frame.FrameReader // readLoop's: reads fr, decoding header blocks
 
 	// wmu serializes writes: frames, and the header encoder whose state
 	// must follow the order of the header blocks on the wire.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/h2frame"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -53,9 +54,9 @@ type conn struct {
 	// reader
 	br              *bufio.Reader
 	fr              *http2.Framer
-	rd              *FrameReader      // reads fr's frames, decoding header blocks
-	canon           map[string]string // lowercase wire name -> canonical key
-	maxClientID     uint32            // the highest client stream opened
+	rd              *h2frame.FrameReader // reads fr's frames, decoding header blocks
+	canon           map[string]string    // lowercase wire name -> canonical key
+	maxClientID     uint32               // the highest client stream opened
 	sawSettings     bool
 	unackedSettings int
 	streamWin       int32 // our receive window per stream, as announced
@@ -121,7 +122,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, tlsState *tls.Connecti
 	c.fr.MaxHeaderListSize = s.maxHeaderListSize()
 	c.fr.SetMaxReadFrameSize(maxReadFrameSize)
 	c.fr.SetReuseFrames()
-	c.rd = NewFrameReader(c.fr, c.br)
+	c.rd = h2frame.NewFrameReader(c.fr, c.br)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	return c
 }

@@ -1,4 +1,7 @@
-package h2server
+// Package h2frame reads HTTP/2 frames for weft's own HTTP/2 server
+// (h2server) and client (forward), decoding header blocks into buffers
+// kept with the connection.
+package h2frame
 
 import (
 	"errors"
@@ -22,7 +25,7 @@ import (
 // the connection. What is left is hpack's: a field from its tables costs
 // nothing, a literal one a string.
 //
-// Weft's HTTP/2 server and its HTTP/2 client (package forward) both read
+// Weft's HTTP/2 server (package h2server) and client (package forward) read
 // with it. It is used by one goroutine, the connection's reader.
 type FrameReader struct {
 	fr  *http2.Framer

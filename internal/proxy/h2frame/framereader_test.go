@@ -1,4 +1,4 @@
-package h2server
+package h2frame
 
 import (
 	"bytes"

@@ -76,6 +76,10 @@ type Client struct {
 	sets     [numTypes]any // last good map per type
 	accepted [numTypes]bool
 	nacked   [numTypes]nackState
+	// trimmed is set for EDS (RDS) when an accepted CDS (LDS) response
+	// dropped some of its resources since its last accepted response
+	// (merge.go, resumeVersion).
+	trimmed [numTypes]bool
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -260,9 +264,9 @@ func (c *Client) runStream(ctx context.Context, ads discoverypb.AggregatedDiscov
 
 	// Subscribe to everything, in the contract's order. The node goes in
 	// the first request only; versions we hold let a server that already
-	// sent them skip resending.
+	// sent them skip resending (resumeVersion).
 	for t := range numTypes {
-		req := &discoverypb.DiscoveryRequest{TypeUrl: t.URL(), VersionInfo: c.ackedVersion(t)}
+		req := &discoverypb.DiscoveryRequest{TypeUrl: t.URL(), VersionInfo: c.resumeVersion(t)}
 		if t == 0 {
 			req.Node = c.node
 		}

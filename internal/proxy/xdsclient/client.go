@@ -250,13 +250,21 @@ func (c *Client) runStream(ctx context.Context, ads discoverypb.AggregatedDiscov
 		}
 	})
 	// send sends one request. A failed Send only says io.EOF; the stream's
-	// real error comes from Recv, so report that one.
+	// real error comes from Recv, so report that one. The receiver may
+	// hold a response it read before the stream ended, which nobody will
+	// apply now: take it, or it would wait to hand it over and never
+	// report the error.
 	send := func(req *discoverypb.DiscoveryRequest) error {
 		err := stream.Send(req)
 		if errors.Is(err, io.EOF) {
-			select {
-			case err = <-recvErr:
-			case <-ctx.Done():
+			for waiting := true; waiting; {
+				select {
+				case err = <-recvErr:
+					waiting = false
+				case <-responses:
+				case <-ctx.Done():
+					waiting = false
+				}
 			}
 		}
 		return err

@@ -2,6 +2,8 @@ package xdsclient
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -81,5 +83,45 @@ func TestClientReconnectsWhenTheStreamEndsWhileAResponseWaits(t *testing.T) {
 			t.Fatalf("%d streams opened in 5s, want 3: the client is stuck (connected %v, streams %d)", srv.streams.Load(), st.Connected, st.StreamsOpen)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// eofStream is an ADS stream whose Send fails with io.EOF while its Recv
+// does not return, as grpc-go's can after a retried attempt on a
+// connection that was cut.
+type eofStream struct {
+	grpc.ClientStream
+	ctx context.Context
+}
+
+func (s *eofStream) Send(*discoverypb.DiscoveryRequest) error { return io.EOF }
+func (s *eofStream) Recv() (*discoverypb.DiscoveryResponse, error) {
+	<-s.ctx.Done()
+	return nil, s.ctx.Err()
+}
+
+type eofADS struct {
+	discoverypb.AggregatedDiscoveryServiceClient
+}
+
+func (eofADS) StreamAggregatedResources(ctx context.Context, _ ...grpc.CallOption) (discoverypb.AggregatedDiscoveryService_StreamAggregatedResourcesClient, error) {
+	return &eofStream{ctx: ctx}, nil
+}
+
+func TestClientGivesUpAStreamWhoseSendFailsAndRecvHangs(t *testing.T) {
+	c, err := New(Options{ControlPlane: "127.0.0.1:1",
+		Node: NodeInfo{Service: "productpage", Namespace: "default", InboundAddr: "127.0.0.1:15006", AppAddr: "127.0.0.1:9080"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = c.runStream(ctx, eofADS{})
+	if ctx.Err() != nil {
+		t.Fatalf("runStream returned only when its context ended, after %v: the client would never reconnect", time.Since(start))
+	}
+	if !errors.Is(err, io.EOF) {
+		t.Errorf("runStream: %v, want io.EOF", err)
 	}
 }

@@ -9,14 +9,19 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weft-mesh/weft/internal/proxy/xdsclient"
 )
@@ -195,6 +200,11 @@ func (pc *proxyClient) converges(t *testing.T, workloads map[string]int) {
 			return
 		}
 		if time.Now().After(deadline) {
+			st := pc.c.Status()
+			t.Logf("client %s: connected %v, streams %d, last error %q", st.NodeID, st.Connected, st.StreamsOpen, st.LastError)
+			for _, ts := range st.Types {
+				t.Logf("  %s received %s acked %s nonce %s resources %d nack %q", ts.Type, ts.VersionReceived, ts.VersionAcked, ts.Nonce, ts.Resources, ts.LastNACK)
+			}
 			t.Fatalf("the proxy routes\n  %q\nwant\n  %q", got, want)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -212,31 +222,110 @@ func copyWorkloads(w map[string]int) map[string]int {
 func TestPartialEDSWithWeftProxyClient(t *testing.T) {
 	t.Run("random changes, with streams cut now and then, end with the endpoints of the last snapshot", func(t *testing.T) {
 		s, addr := listenServer(t)
-		sb := newSwitchboard(t, addr)
-		rng := rand.New(rand.NewPCG(1, 2))
-		svcs := []string{"sa", "sb", "sc", "sd", "se"}
-		workloads := map[string]int{"sa": 1, "sb": 2, "sc": 1}
-		version := 100
-		s.Update(servicesMesh(fmt.Sprint(version), workloads))
-		pc := startProxyClient(t, sb.addr())
-		pc.converges(t, workloads)
-		for round := range 200 {
-			svc := svcs[rng.IntN(len(svcs))]
-			workloads[svc] = rng.IntN(3) // 0: the service is gone
-			version++
-			s.Update(servicesMesh(fmt.Sprint(version), workloads))
-			if rng.IntN(20) == 0 {
-				sb.cut()
-			}
-			if rng.IntN(4) == 0 {
-				time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
-			}
-			if round%25 == 24 {
-				pc.converges(t, workloads)
-			}
-		}
-		pc.converges(t, workloads)
+		randomChanges(t, s, addr, 1, nil)
 	})
+	t.Run("random changes, some of them NACKed, end with the endpoints of the last snapshot", func(t *testing.T) {
+		var corrupt atomic.Bool
+		var corrupted atomic.Int32
+		corrupt.Store(true)
+		rng := rand.New(rand.NewPCG(3, 4))
+		var rngMu sync.Mutex
+		s, addr := listenServerWith(t, Options{ServerOptions: []grpc.ServerOption{grpc.ChainStreamInterceptor(
+			func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+				return handler(srv, &corruptingStream{ServerStream: ss, corrupt: func() bool {
+					rngMu.Lock()
+					defer rngMu.Unlock()
+					if corrupt.Load() && rng.IntN(6) == 0 {
+						corrupted.Add(1)
+						return true
+					}
+					return false
+				}})
+			})}})
+		randomChanges(t, s, addr, 2, func() { corrupt.Store(false) })
+		if corrupted.Load() == 0 {
+			t.Error("no response was NACKed")
+		}
+	})
+}
+
+// randomChanges makes random changes to the services four proxies see,
+// cutting their connections now and then, and checks that they end up
+// routing to the endpoints that exist. Before the last change it calls
+// last.
+func randomChanges(t *testing.T, s *Server, addr string, seed uint64, last func()) {
+	t.Helper()
+	sb := newSwitchboard(t, addr)
+	rng := rand.New(rand.NewPCG(seed, 2))
+	svcs := []string{"sa", "sb", "sc", "sd", "se"}
+	workloads := map[string]int{"sa": 1, "sb": 2, "sc": 1}
+	version := 100
+	s.Update(servicesMesh(fmt.Sprint(version), workloads))
+	var pcs []*proxyClient
+	for range 4 {
+		pcs = append(pcs, startProxyClient(t, sb.addr()))
+	}
+	converge := func() {
+		t.Helper()
+		for _, pc := range pcs {
+			pc.converges(t, workloads)
+		}
+	}
+	if last == nil {
+		converge()
+	}
+	for round := range 300 {
+		svc := svcs[rng.IntN(len(svcs))]
+		workloads[svc] = rng.IntN(3) // 0: the service is gone
+		version++
+		s.Update(servicesMesh(fmt.Sprint(version), workloads))
+		if rng.IntN(15) == 0 {
+			sb.cut()
+		}
+		if rng.IntN(4) == 0 {
+			time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
+		}
+		if round%25 == 24 && last == nil {
+			converge()
+		}
+	}
+	if last != nil {
+		// A NACKed version is not sent again: a change to every type
+		// after the last NACK brings the proxies up to date.
+		last()
+		workloads["sz"]++
+		version++
+		s.Update(servicesMesh(fmt.Sprint(version), workloads))
+	}
+	converge()
+}
+
+// corruptingStream adds an invalid resource to some CDS and EDS responses,
+// which weft-proxy then NACKs.
+type corruptingStream struct {
+	grpc.ServerStream
+	corrupt func() bool
+}
+
+func (c *corruptingStream) SendMsg(m any) error {
+	r, ok := m.(*discoverygrpc.DiscoveryResponse)
+	if !ok || (r.GetTypeUrl() != resource.EndpointType && r.GetTypeUrl() != resource.ClusterType) || !c.corrupt() {
+		return c.ServerStream.SendMsg(m)
+	}
+	// A copy: the original's resources go out pre-encoded (codec.go).
+	bad := proto.Clone(r).(*discoverygrpc.DiscoveryResponse)
+	var res proto.Message
+	if r.GetTypeUrl() == resource.ClusterType {
+		res = &clusterv3.Cluster{Name: "bad", LbPolicy: clusterv3.Cluster_MAGLEV}
+	} else {
+		res = &endpointv3.ClusterLoadAssignment{ClusterName: "bad", Policy: &endpointv3.ClusterLoadAssignment_Policy{}}
+	}
+	a, err := anypb.New(res)
+	if err != nil {
+		return err
+	}
+	bad.Resources = append(bad.Resources, a)
+	return c.ServerStream.SendMsg(bad)
 }
 
 // failEDS is a server option that ends a stream instead of sending it an

@@ -383,6 +383,7 @@ func (s *Server) onStreamRequest(streamID int64, req *discoverygrpc.DiscoveryReq
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ts := &p.xds[ti]
+	ts.req = req
 	if req.GetResponseNonce() == "" {
 		// A stream's first request of a type carries the version the
 		// proxy holds, accepted on an earlier stream (perhaps from an

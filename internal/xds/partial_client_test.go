@@ -211,14 +211,6 @@ func (pc *proxyClient) converges(t *testing.T, workloads map[string]int) {
 	}
 }
 
-func copyWorkloads(w map[string]int) map[string]int {
-	out := make(map[string]int, len(w))
-	for k, v := range w {
-		out[k] = v
-	}
-	return out
-}
-
 func TestPartialEDSWithWeftProxyClient(t *testing.T) {
 	t.Run("random changes, with streams cut now and then, end with the endpoints of the last snapshot", func(t *testing.T) {
 		s, addr := listenServer(t)

@@ -37,9 +37,10 @@ func (c adsCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.proxies[req.GetNode().GetId()]
-	if ti < 0 || p == nil {
-		// A type weft does not serve, or a stream that is going away:
-		// nothing will answer.
+	if ti < 0 || p == nil || p.xds[ti].req != req {
+		// A type weft does not serve, or a stream that is going away
+		// (perhaps replaced by a newer stream of the same proxy, whose
+		// requests p now serves): nothing will answer.
 		return func() {}, nil
 	}
 	ts := &p.xds[ti]

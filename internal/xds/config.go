@@ -267,6 +267,11 @@ type typeState struct {
 	// watch is the proxy's open request for this type, parked until the
 	// version differs from the one it holds.
 	watch *watch
+	// req is the last request of this type read on the proxy's stream
+	// (onStreamRequest); CreateWatch serves only that one, so that a
+	// request of a stream the proxy has replaced, read late, never takes
+	// the place of the new stream's.
+	req *discoverygrpc.DiscoveryRequest
 	// held is what the proxy holds of this type, for the types whose
 	// responses may leave out what it holds (partial.go); nil when the
 	// server does not know, and the next response carries everything.

@@ -84,6 +84,9 @@ type Server struct {
 	gen     uint64                // generation of the newest snapshot
 	streams map[int64]*proxyState // by stream ID, once the node is known
 	proxies map[string]*proxyState
+	// superseded are the streams whose proxy opened a newer one before
+	// they closed (connect); their requests end them.
+	superseded map[int64]struct{}
 	// callers holds the verified identity of each open stream, from its
 	// opening until it closes, when an Authenticator is set.
 	callers map[int64]ca.Identity
@@ -169,12 +172,13 @@ func New(ctx context.Context, opts Options) *Server {
 		logger = slog.Default()
 	}
 	s := &Server{
-		log:       logger,
-		registrar: opts.Registrar,
-		auth:      opts.Authenticator,
-		streams:   map[int64]*proxyState{},
-		proxies:   map[string]*proxyState{},
-		callers:   map[int64]ca.Identity{},
+		log:        logger,
+		registrar:  opts.Registrar,
+		auth:       opts.Authenticator,
+		streams:    map[int64]*proxyState{},
+		proxies:    map[string]*proxyState{},
+		superseded: map[int64]struct{}{},
+		callers:    map[int64]ca.Identity{},
 	}
 	xdsServer := serverv3.NewServer(ctx, adsCache{s}, serverv3.CallbackFuncs{
 		StreamOpenFunc:      s.onStreamOpen,
@@ -356,7 +360,16 @@ func (s *Server) push(mc *meshConfig, p *proxyState) {
 func (s *Server) onStreamRequest(streamID int64, req *discoverygrpc.DiscoveryRequest) error {
 	s.mu.Lock()
 	p := s.streams[streamID]
+	_, superseded := s.superseded[streamID]
 	s.mu.Unlock()
+	if superseded {
+		// A request the proxy sent before it reconnected, read late: the
+		// proxy is served on its new stream. Connecting this one again
+		// would take the proxy from the new stream, which would get no
+		// more responses (and the new stream's end would then drop the
+		// registration of a connected proxy).
+		return status.Error(codes.Aborted, "this proxy has opened a newer stream")
+	}
 	if p == nil {
 		var err error
 		if p, err = s.connect(streamID, req.GetNode()); err != nil {
@@ -370,6 +383,7 @@ func (s *Server) onStreamRequest(streamID int64, req *discoverygrpc.DiscoveryReq
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ts := &p.xds[ti]
+	ts.req = req
 	if req.GetResponseNonce() == "" {
 		// A stream's first request of a type carries the version the
 		// proxy holds, accepted on an earlier stream (perhaps from an
@@ -454,6 +468,7 @@ func (s *Server) connect(streamID int64, node *corev3.Node) (*proxyState, error)
 	if old := s.proxies[w.ID]; old != nil && old.streamID != streamID {
 		// The same proxy reconnected before its old stream was reaped.
 		delete(s.streams, old.streamID)
+		s.superseded[old.streamID] = struct{}{}
 		defer old.release()
 	}
 	s.streams[streamID] = p
@@ -487,6 +502,7 @@ func (s *Server) onStreamClosed(streamID int64, _ *corev3.Node) {
 	p := s.streams[streamID]
 	delete(s.streams, streamID)
 	delete(s.callers, streamID)
+	delete(s.superseded, streamID)
 	if p != nil && s.proxies[p.workload.ID] == p {
 		delete(s.proxies, p.workload.ID)
 	}

@@ -33,6 +33,10 @@ const (
 	nackBaseDelay = time.Second
 	nackMaxDelay  = 8 * time.Second
 
+	// streamEndWait is how long the client waits, after a Send failed,
+	// for the stream's error before it gives the stream up.
+	streamEndWait = time.Second
+
 	// maxMessageSize bounds one xDS response; large meshes exceed gRPC's 4 MiB
 	// default in CDS and EDS.
 	maxMessageSize = 64 << 20
@@ -76,6 +80,10 @@ type Client struct {
 	sets     [numTypes]any // last good map per type
 	accepted [numTypes]bool
 	nacked   [numTypes]nackState
+	// trimmed is set for EDS (RDS) when an accepted CDS (LDS) response
+	// dropped some of its resources since its last accepted response
+	// (merge.go, resumeVersion).
+	trimmed [numTypes]bool
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -246,13 +254,27 @@ func (c *Client) runStream(ctx context.Context, ads discoverypb.AggregatedDiscov
 		}
 	})
 	// send sends one request. A failed Send only says io.EOF; the stream's
-	// real error comes from Recv, so report that one.
+	// real error comes from Recv, so report that one, if it comes soon:
+	// grpc-go's Recv may not return after a Send failed (an attempt
+	// retried on a connection cut again), and the stream is over for us
+	// either way. The receiver may hold a response it read before the
+	// stream ended, which nobody will apply now: take it, or it would wait
+	// to hand it over and never report the error.
 	send := func(req *discoverypb.DiscoveryRequest) error {
 		err := stream.Send(req)
 		if errors.Is(err, io.EOF) {
-			select {
-			case err = <-recvErr:
-			case <-ctx.Done():
+			wait := time.NewTimer(streamEndWait)
+			defer wait.Stop()
+			for waiting := true; waiting; {
+				select {
+				case err = <-recvErr:
+					waiting = false
+				case <-responses:
+				case <-wait.C:
+					waiting = false
+				case <-ctx.Done():
+					waiting = false
+				}
 			}
 		}
 		return err
@@ -260,9 +282,9 @@ func (c *Client) runStream(ctx context.Context, ads discoverypb.AggregatedDiscov
 
 	// Subscribe to everything, in the contract's order. The node goes in
 	// the first request only; versions we hold let a server that already
-	// sent them skip resending.
+	// sent them skip resending (resumeVersion).
 	for t := range numTypes {
-		req := &discoverypb.DiscoveryRequest{TypeUrl: t.URL(), VersionInfo: c.ackedVersion(t)}
+		req := &discoverypb.DiscoveryRequest{TypeUrl: t.URL(), VersionInfo: c.resumeVersion(t)}
 		if t == 0 {
 			req.Node = c.node
 		}

@@ -27,7 +27,10 @@ import (
 //     response drops the route configurations no listener names in its
 //     rds.route_config_name.
 //
-// Only CDS and LDS responses drop anything. An endpoint set that arrives
+// Only CDS and LDS responses drop anything. What they drop is part of the
+// EDS or RDS version the client accepted, so until the next EDS or RDS
+// response the client no longer says, on a new stream, that it holds that
+// version (resumeVersion). An endpoint set that arrives
 // before its cluster (the server sent EDS of a newer snapshot before that
 // snapshot's CDS, or the proxy NACKed that CDS) is kept until the next
 // accepted CDS response decides. Dropping it when an EDS response is
@@ -49,21 +52,41 @@ func (c *Client) install(t Type, set any) (dropped int) {
 	case TypeCluster:
 		c.sets[t] = set
 		if eps, ok := c.sets[TypeEndpoints].(map[string]*Endpoints); ok {
-			var n int
-			c.sets[TypeEndpoints], n = keepOnly(eps, endpointRefs(set.(map[string]*Cluster)))
-			dropped += n
+			c.sets[TypeEndpoints], dropped = keepOnly(eps, endpointRefs(set.(map[string]*Cluster)))
+			c.trimmed[TypeEndpoints] = c.trimmed[TypeEndpoints] || dropped > 0
 		}
 	case TypeListener:
 		c.sets[t] = set
 		if rts, ok := c.sets[TypeRoute].(map[string]*route.Table); ok {
-			var n int
-			c.sets[TypeRoute], n = keepOnly(rts, routeRefs(set.(map[string]*Listener)))
-			dropped += n
+			c.sets[TypeRoute], dropped = keepOnly(rts, routeRefs(set.(map[string]*Listener)))
+			c.trimmed[TypeRoute] = c.trimmed[TypeRoute] || dropped > 0
 		}
 	default:
 		c.sets[t] = set
 	}
+	if t == TypeEndpoints || t == TypeRoute {
+		// The server that sent it knows what the client dropped before
+		// (internal/xds models it), so what the client holds is the
+		// response's version again.
+		c.trimmed[t] = false
+	}
 	return dropped
+}
+
+// resumeVersion is the version_info of the first request of type t on a
+// new stream: the version whose resources the client holds, so that a
+// server that has that version current need not send it again. After an
+// accepted CDS or LDS response dropped endpoint sets or routes, the client
+// no longer holds its last EDS or RDS version, only part of it, and says
+// it holds none: a server (perhaps another control-plane replica, behind
+// the one that sent the CDS response) at that version, whose clusters
+// still use what was dropped, would otherwise send nothing, and the
+// cluster would have no endpoints until they next changed.
+func (c *Client) resumeVersion(t Type) string {
+	if c.trimmed[t] {
+		return ""
+	}
+	return c.ackedVersion(t)
 }
 
 // overlay returns a new map holding old's entries replaced or added to by

@@ -259,3 +259,42 @@ func TestNodeDeclaresPartialSotW(t *testing.T) {
 		t.Errorf("client features = %q, want the partial state-of-the-world feature", h.c.node.GetClientFeatures())
 	}
 }
+
+func TestANewStreamDoesNotClaimAVersionPartlyDropped(t *testing.T) {
+	h := newMergeHarness(t)
+	h.complete()
+	for _, typ := range []Type{TypeCluster, TypeEndpoints, TypeListener, TypeRoute} {
+		if v := h.c.resumeVersion(typ); v != "1" {
+			t.Errorf("%s resumes at %q, want 1", typ, v)
+		}
+	}
+
+	// CDS 2 drops ratings' endpoints, which EDS 1 carried: the client no
+	// longer holds EDS 1, and a server whose current EDS is 1 (and whose
+	// clusters still use ratings) must send it again.
+	h.accept(ClusterURL, "2", xdstest.EDSCluster(reviews))
+	if v := h.c.resumeVersion(TypeEndpoints); v != "" {
+		t.Errorf("EDS resumes at %q after CDS dropped some of it, want none", v)
+	}
+	if v := h.c.resumeVersion(TypeCluster); v != "2" {
+		t.Errorf("CDS resumes at %q, want 2", v)
+	}
+	h.accept(EndpointsURL, "2")
+	if v := h.c.resumeVersion(TypeEndpoints); v != "2" {
+		t.Errorf("EDS resumes at %q after EDS 2, want 2", v)
+	}
+	h.accept(ClusterURL, "3", xdstest.EDSCluster(reviews))
+	if v := h.c.resumeVersion(TypeEndpoints); v != "2" {
+		t.Errorf("EDS resumes at %q after a CDS response that dropped nothing, want 2", v)
+	}
+
+	// The same for routes and listeners.
+	h.accept(ListenerURL, "2", xdstest.Listeners()[0], tcpInboundListener(t))
+	if v := h.c.resumeVersion(TypeRoute); v != "" {
+		t.Errorf("RDS resumes at %q after LDS dropped some of it, want none", v)
+	}
+	h.accept(RouteURL, "2", xdstest.RouteConfig("outbound"))
+	if v := h.c.resumeVersion(TypeRoute); v != "2" {
+		t.Errorf("RDS resumes at %q after RDS 2, want 2", v)
+	}
+}

@@ -46,10 +46,14 @@ var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10
 type conn struct {
 	s      *Server
 	nc     net.Conn
-	ctx    context.Context // every request's context derives from it
+	ctx    context.Context
 	cancel context.CancelFunc
-	remote string
-	tls    *tls.ConnectionState
+	// streamParent is ctx without its cancellation: the streams' contexts
+	// take their values from it, and are each cancelled by the
+	// connection before ctx is (see teardown).
+	streamParent context.Context
+	remote       string
+	tls          *tls.ConnectionState
 
 	// reader
 	br              *bufio.Reader
@@ -114,6 +118,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, tlsState *tls.Connecti
 		canon:       make(map[string]string, 16),
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.streamParent = context.WithoutCancel(c.ctx)
 	c.recvWin = int64(c.connWin)
 	c.sendCond.L = &c.mu
 	c.br = readers.Get().(*bufio.Reader)
@@ -265,7 +270,7 @@ func (c *conn) teardown() {
 	}
 	clear(c.streams)
 	for _, st := range c.unstarted {
-		st.cancel()
+		st.ctx.Cancel(nil)
 	}
 	c.unstarted = nil
 	c.sendCond.Broadcast()
@@ -633,7 +638,7 @@ func (c *conn) closeStreamLocked(st *stream, err error) {
 		st.bodyErr = err
 	}
 	st.rcond.Broadcast()
-	st.cancel()
+	st.ctx.Cancel(nil)
 	c.sendCond.Broadcast()
 	if len(c.streams) == 0 {
 		if c.idleTimer != nil {

@@ -279,7 +279,7 @@ func (w *responseWriter) EnableFullDuplex() error { return nil }
 // CloseNotify reports the stream's end, as net/http's (deprecated) does.
 func (w *responseWriter) CloseNotify() <-chan bool {
 	ch := make(chan bool, 1)
-	context.AfterFunc(w.st.ctx, func() { ch <- true })
+	context.AfterFunc(&w.st.ctx, func() { ch <- true })
 	return ch
 }
 

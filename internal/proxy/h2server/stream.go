@@ -1,7 +1,6 @@
 package h2server
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
+
+	"github.com/weft-mesh/weft/internal/proxy/reqctx"
 )
 
 type streamState uint8
@@ -30,10 +31,12 @@ const (
 // guarded by the connection's mu; the rest belong to the handler
 // goroutine once it runs (the reader fills them before).
 type stream struct {
-	c      *conn
-	id     uint32
-	ctx    context.Context
-	cancel context.CancelFunc
+	c  *conn
+	id uint32
+	// ctx is the request's context, cancelled when the stream is closed
+	// or its handler returns (every stream is, before the connection's
+	// context ends, so it need not watch that one).
+	ctx reqctx.Context
 
 	// mu
 	state       streamState
@@ -80,14 +83,14 @@ func newStream(c *conn, id uint32) *stream {
 	st.sendWin = c.initSendWin
 	st.recvWin = int64(c.streamWin)
 	st.declLen = -1
-	st.ctx, st.cancel = context.WithCancel(c.ctx)
+	st.ctx.Init(c.streamParent)
 	return st
 }
 
 // free releases what the stream pooled, once its handler is done (or
 // when it never got one). c.mu may be held.
 func (st *stream) free() {
-	st.cancel()
+	st.ctx.Cancel(nil)
 	st.rw.release()
 }
 
@@ -324,7 +327,7 @@ func (st *stream) fail(err error) {
 		st.bodyErr = err
 	}
 	st.rcond.Broadcast()
-	st.cancel()
+	st.ctx.Cancel(nil)
 }
 
 // returnWindowLocked records n bytes of the stream's window consumed and
@@ -414,14 +417,17 @@ func (b *requestBody) Close() error {
 func (c *conn) runHandler(st *stream) {
 	defer c.handlerDone()
 	st.rw.init(st)
-	st.req = st.tmpl.WithContext(st.ctx)
+	// The request is the stream's template, given its context in place
+	// (WithContext is inlined and its copy stays on the stack).
+	st.tmpl = *st.tmpl.WithContext(&st.ctx)
+	st.req = &st.tmpl
 	h := st.handler
 	if h == nil {
 		h = c.s.Handler.ServeHTTP
 	}
 	didPanic := true
 	defer func() {
-		st.cancel()
+		st.ctx.Cancel(nil)
 		if st.req.MultipartForm != nil {
 			_ = st.req.MultipartForm.RemoveAll()
 		}

@@ -342,6 +342,11 @@ type h2Conn struct {
 	maxStreams        uint32
 	sendWindow        int64 // connection send window
 	initialSendWindow int64 // the server's SETTINGS_INITIAL_WINDOW_SIZE
+	// peerSettings is set once the server's first SETTINGS arrived. No
+	// DATA goes out before: a client may send up to 65,535 bytes on a
+	// stream before then, but servers such as net/http's enforce the
+	// smaller window they announce from the start.
+	peerSettings      bool
 	peerMaxHeaderList uint32
 	recvWindow        int64 // connection receive window left
 	unacked           int64 // bytes consumed, not yet returned with a WINDOW_UPDATE
@@ -479,7 +484,7 @@ func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.He
 	// The whole body goes with the headers when the windows allow, which
 	// with net/http's servers (1 MiB stream windows) is always.
 	n := int64(len(body))
-	inline := n > 0 && n <= cc.sendWindow && n <= s.sendWindow
+	inline := n > 0 && cc.peerSettings && n <= cc.sendWindow && n <= s.sendWindow
 	if inline {
 		cc.sendWindow -= n
 		s.sendWindow -= n
@@ -542,7 +547,7 @@ func (cc *h2Conn) sendBody(ctx context.Context, s *h2Stream, body []byte) error 
 	defer stop()
 	for len(body) > 0 {
 		cc.mu.Lock()
-		for (cc.sendWindow <= 0 || s.sendWindow <= 0) && cc.err == nil && s.err == nil && !s.eof && ctx.Err() == nil {
+		for (cc.sendWindow <= 0 || s.sendWindow <= 0 || !cc.peerSettings) && cc.err == nil && s.err == nil && !s.eof && ctx.Err() == nil {
 			cc.cond.Wait()
 		}
 		if cc.err != nil || s.err != nil || s.eof || ctx.Err() != nil {
@@ -1036,6 +1041,7 @@ func (cc *h2Conn) onSettings(f *http2.SettingsFrame) error {
 	var tableSet bool
 	var maxFrame int
 	cc.mu.Lock()
+	cc.peerSettings = true
 	err := f.ForeachSetting(func(st http2.Setting) error {
 		if err := st.Valid(); err != nil {
 			return err

@@ -654,3 +654,32 @@ func TestH2ConnHeaderOf(t *testing.T) {
 		t.Errorf("headerOf: %v allocations for uncommon names, %v for common ones", u, c)
 	}
 }
+
+// A server may enforce the stream window it announces from its first
+// SETTINGS on, as net/http's does, although a client that has not seen
+// them yet may send up to the protocol's default 65,535 bytes. The first
+// request on a new connection, with a body larger than the server's
+// window, must still go through.
+func TestH2ClientWaitsForTheServersSettingsBeforeABody(t *testing.T) {
+	srv := startH2Server(t, func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		_, _ = io.WriteString(w, strconv.Itoa(len(b)))
+	}, &http.HTTP2Config{MaxReceiveBufferPerStream: 16 << 10})
+	for i := range 5 { // a new client, and so a new connection, each time
+		c := srv.client(t)
+		body := strings.Repeat("y", 40<<10)
+		res, err := c.RoundTrip(srv.request(t, testContext(t), "POST", "/", body))
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		got, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || string(got) != strconv.Itoa(len(body)) {
+			t.Fatalf("round %d: %d %q, want 200 %q", i, res.StatusCode, got, strconv.Itoa(len(body)))
+		}
+	}
+}

@@ -64,6 +64,13 @@ const (
 	h2MaxHeaderList = 1 << 20
 	// h2DefaultMaxStreams applies until the server's SETTINGS arrive.
 	h2DefaultMaxStreams = 100
+	// h2EarlyBody is the most of a request body sent before the server's
+	// first SETTINGS arrived. The protocol lets a client send 65,535
+	// bytes on a stream until then, but servers such as net/http's
+	// enforce the smaller window they announce from the start; none
+	// announces less than a frame's 16 KiB in practice, and a body that
+	// small still goes out with its headers in one write.
+	h2EarlyBody = 16 << 10
 )
 
 func newH2Client(dial func(ctx context.Context, addr string) (net.Conn, error), fallback *http.Transport, idle time.Duration) *h2Client {
@@ -342,10 +349,8 @@ type h2Conn struct {
 	maxStreams        uint32
 	sendWindow        int64 // connection send window
 	initialSendWindow int64 // the server's SETTINGS_INITIAL_WINDOW_SIZE
-	// peerSettings is set once the server's first SETTINGS arrived. No
-	// DATA goes out before: a client may send up to 65,535 bytes on a
-	// stream before then, but servers such as net/http's enforce the
-	// smaller window they announce from the start.
+	// peerSettings is set once the server's first SETTINGS arrived.
+	// Until then a stream sends at most h2EarlyBody of DATA (see there).
 	peerSettings      bool
 	peerMaxHeaderList uint32
 	recvWindow        int64 // connection receive window left
@@ -484,7 +489,7 @@ func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.He
 	// The whole body goes with the headers when the windows allow, which
 	// with net/http's servers (1 MiB stream windows) is always.
 	n := int64(len(body))
-	inline := n > 0 && cc.peerSettings && n <= cc.sendWindow && n <= s.sendWindow
+	inline := n > 0 && (cc.peerSettings || n <= h2EarlyBody) && n <= cc.sendWindow && n <= s.sendWindow
 	if inline {
 		cc.sendWindow -= n
 		s.sendWindow -= n
@@ -578,6 +583,11 @@ func (cc *h2Conn) sendBody(ctx context.Context, s *h2Stream, body []byte) error 
 		cc.wmu.Unlock()
 		if err != nil {
 			cc.fail(err)
+			cc.mu.Lock()
+			if s.err != nil {
+				err = s.err // a GOAWAY read first may have marked it for a retry
+			}
+			cc.mu.Unlock()
 			return err
 		}
 		body = body[m:]

@@ -48,9 +48,11 @@ type conn struct {
 	nc     net.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
-	// streamParent is ctx without its cancellation: the streams' contexts
-	// take their values from it, and are each cancelled by the
-	// connection before ctx is (see teardown).
+	// streamParent is the streams' contexts' parent. When ServeConn's
+	// context cannot be cancelled, it is ctx without its cancellation:
+	// the connection cancels each stream before ctx (see teardown), so
+	// nothing need watch it. Otherwise it is ctx, whose end (ServeConn's
+	// context's) the streams must see.
 	streamParent context.Context
 	remote       string
 	tls          *tls.ConnectionState
@@ -118,7 +120,10 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, tlsState *tls.Connecti
 		canon:       make(map[string]string, 16),
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
-	c.streamParent = context.WithoutCancel(c.ctx)
+	c.streamParent = c.ctx
+	if ctx.Done() == nil {
+		c.streamParent = context.WithoutCancel(c.ctx)
+	}
 	c.recvWin = int64(c.connWin)
 	c.sendCond.L = &c.mu
 	c.br = readers.Get().(*bufio.Reader)

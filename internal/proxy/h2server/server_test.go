@@ -424,3 +424,54 @@ func TestResponseControllerDeadlines(t *testing.T) {
 		t.Fatalf("body after the write deadline: %v", err)
 	}
 }
+
+// TestConnContextCancelsRequests: ServeConn's ctx is the parent of every
+// request's context, so ending it ends the requests in flight, as it does
+// with h1server and with net/http's BaseContext; its deadline and values
+// are the requests' too.
+func TestConnContextCancelsRequests(t *testing.T) {
+	type key struct{}
+	started := make(chan context.Context, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- r.Context()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(hangGuard):
+		}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s := &Server{Handler: h}
+	deadline := time.Now().Add(time.Hour)
+	ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), key{}, "v"), deadline)
+	defer cancel()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		s.ServeConn(ctx, c, nil)
+	}()
+	rc := dialRaw(t, ln.Addr().String())
+	rc.headers(1, true, getReq...)
+	rctx := <-started
+	if got, ok := rctx.Deadline(); !ok || !got.Equal(deadline) {
+		t.Errorf("request deadline %v, %v; want the connection's %v", got, ok, deadline)
+	}
+	if v := rctx.Value(key{}); v != "v" {
+		t.Errorf("request value %v, want the connection's", v)
+	}
+	cancel()
+	select {
+	case <-rctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request's context outlived its connection's")
+	}
+	rc.nc.Close()
+	<-served
+}

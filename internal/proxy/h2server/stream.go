@@ -34,8 +34,8 @@ type stream struct {
 	c  *conn
 	id uint32
 	// ctx is the request's context, cancelled when the stream is closed
-	// or its handler returns (every stream is, before the connection's
-	// context ends, so it need not watch that one).
+	// or its handler returns, or when ServeConn's context ends (see
+	// conn.streamParent).
 	ctx reqctx.Context
 
 	// mu

@@ -59,7 +59,14 @@ func (c *Context) Init(parent context.Context) {
 		c.err = err
 		return
 	}
-	c.unwatch = context.AfterFunc(parent, func() { c.Cancel(parent.Err()) })
+	stop := context.AfterFunc(parent, func() { c.Cancel(parent.Err()) })
+	// Under mu: a parent ending meanwhile runs Cancel on another
+	// goroutine already, which then needs no stop.
+	c.mu.Lock()
+	if c.err == nil {
+		c.unwatch = stop
+	}
+	c.mu.Unlock()
 }
 
 // Deadline is the parent's.

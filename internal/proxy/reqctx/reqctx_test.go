@@ -246,3 +246,33 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// endingCtx is a parent that ends while Init looks at it: its first Err
+// is nil, but its Done is closed.
+type endingCtx struct {
+	context.Context
+	calls atomic.Int32
+}
+
+func (p *endingCtx) Done() <-chan struct{} { return closed }
+
+func (p *endingCtx) Err() error {
+	if p.calls.Add(1) == 1 {
+		return nil
+	}
+	return context.Canceled
+}
+
+// TestParentEndingDuringInit: a parent cancelled between Init's check
+// and its watch cancels the context from the watch's goroutine while
+// Init is still setting it up (go test -race).
+func TestParentEndingDuringInit(t *testing.T) {
+	p := &endingCtx{Context: context.Background()}
+	c := newCtx(p)
+	time.Sleep(20 * time.Millisecond) // the watch's goroutine runs, and Init's caller does nothing
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the parent's end did not reach the context")
+	}
+}

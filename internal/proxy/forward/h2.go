@@ -362,7 +362,7 @@ type h2Conn struct {
 	lastRead          atomic.Int64 // UnixNano of the last frame read
 	pingSentAt        int64        // UnixNano; 0 when no health ping is out. Only checkHealth uses it.
 
-	bufs  [][]byte          // under mu: body buffers for new streams (getBufLocked)
+	bufs  h2frame.BodyBufs  // under mu: body buffers of ended streams, for new ones
 	canon map[string]string // readLoop's: lower-case wire name -> canonical key
 }
 
@@ -708,7 +708,7 @@ func (cc *h2Conn) dropBufLocked(s *h2Stream) {
 		}
 		// Nothing more is read from the buffer (no DATA arrives for a
 		// stream out of cc.streams): the next stream may have it.
-		cc.putBufLocked(s.buf)
+		cc.bufs.Put(s.buf)
 		s.buf, s.off = nil, 0
 	}
 }
@@ -741,32 +741,6 @@ func (cc *h2Conn) fail(err error) {
 	cc.mu.Unlock()
 	cc.client.remove(cc)
 	cc.nc.Close()
-}
-
-// Body buffers of ended streams are kept for the next ones: up to
-// h2KeptBufs of them, of at most h2KeptBufSize bytes, per connection.
-const (
-	h2KeptBufs    = 16
-	h2KeptBufSize = 32 << 10
-)
-
-// getBufLocked returns an empty body buffer, nil if none is kept.
-func (cc *h2Conn) getBufLocked() []byte {
-	n := len(cc.bufs)
-	if n == 0 {
-		return nil
-	}
-	b := cc.bufs[n-1]
-	cc.bufs[n-1] = nil
-	cc.bufs = cc.bufs[:n-1]
-	return b
-}
-
-// putBufLocked keeps b, which nothing uses any more, for another stream.
-func (cc *h2Conn) putBufLocked(b []byte) {
-	if cap(b) > 0 && cap(b) <= h2KeptBufSize && len(cc.bufs) < h2KeptBufs {
-		cc.bufs = append(cc.bufs, b[:0])
-	}
 }
 
 func wake(s *h2Stream) {
@@ -1015,7 +989,7 @@ func (cc *h2Conn) onData(f *http2.DataFrame) error {
 		}
 		cc.unacked += n - int64(len(data)) // padding
 		if s.buf == nil {
-			s.buf = cc.getBufLocked()
+			s.buf = cc.bufs.Get()
 		}
 		s.buf = append(s.buf, data...)
 		s.got += int64(len(data))
@@ -1342,25 +1316,10 @@ func statusLine(code int, status string) string {
 	return status + " " // no text, as net/http
 }
 
-// headerOf returns fields (regular ones, with lower-case names) as an
-// http.Header: one map, and one backing array for every value, vals if
-// it is long enough. A repeated name appends past its slice's capacity,
-// and so copies. Only readLoop calls it.
+// headerOf returns fields as an http.Header (see h2frame.Header), with
+// the connection's canonical keys. Only readLoop calls it.
 func (cc *h2Conn) headerOf(fields []hpack.HeaderField, vals []string) http.Header {
-	h := make(http.Header, len(fields))
-	if len(vals) < len(fields) {
-		vals = make([]string, len(fields))
-	}
-	for i, hf := range fields {
-		k := cc.canonicalKey(hf.Name)
-		if vv, ok := h[k]; ok {
-			h[k] = append(vv, hf.Value)
-			continue
-		}
-		vals[i] = hf.Value
-		h[k] = vals[i : i+1 : i+1]
-	}
-	return h
+	return h2frame.Header(fields, vals, cc.canonicalKey)
 }
 
 // canonicalKey returns the canonical key of a lower-case wire name, and

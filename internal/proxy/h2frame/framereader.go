@@ -1,6 +1,7 @@
-// Package h2frame reads HTTP/2 frames for weft's own HTTP/2 server
-// (h2server) and client (forward), decoding header blocks into buffers
-// kept with the connection.
+// Package h2frame holds what weft's own HTTP/2 server (h2server) and
+// client (forward) share: reading frames with header blocks decoded into
+// buffers kept with the connection, building header maps, and keeping
+// body buffers for a connection's next streams.
 package h2frame
 
 import (

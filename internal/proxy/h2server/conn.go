@@ -71,18 +71,18 @@ type conn struct {
 
 	mu          sync.Mutex
 	streams     map[uint32]*stream
-	handlers    int       // handler goroutines running
-	unstarted   []*stream // handlers waiting for one of those to end
-	sendWin     int64     // the peer's connection window for our DATA
-	initSendWin int64     // the peer's SETTINGS_INITIAL_WINDOW_SIZE
-	maxFrame    int       // the peer's SETTINGS_MAX_FRAME_SIZE
-	tableSize   int64     // the peer's SETTINGS_HEADER_TABLE_SIZE to apply, or -1
-	recvWin     int64     // connection window the peer has left
-	recvUnacked int64     // connection window consumed, not yet returned
-	ctl         []byte    // control frames to write
-	bodyBufs    [][]byte  // request body buffers for new streams (getBodyBufLocked)
-	closed      bool      // the connection is done; nothing more is written
-	goingAway   bool      // GOAWAY queued or sent: no new streams
+	handlers    int              // handler goroutines running
+	unstarted   []*stream        // handlers waiting for one of those to end
+	sendWin     int64            // the peer's connection window for our DATA
+	initSendWin int64            // the peer's SETTINGS_INITIAL_WINDOW_SIZE
+	maxFrame    int              // the peer's SETTINGS_MAX_FRAME_SIZE
+	tableSize   int64            // the peer's SETTINGS_HEADER_TABLE_SIZE to apply, or -1
+	recvWin     int64            // connection window the peer has left
+	recvUnacked int64            // connection window consumed, not yet returned
+	ctl         []byte           // control frames to write
+	bodyBufs    h2frame.BodyBufs // request body buffers of ended streams, for new ones
+	closed      bool             // the connection is done; nothing more is written
+	goingAway   bool             // GOAWAY queued or sent: no new streams
 	goAwayCode  http2.ErrCode
 	closing     bool      // idle after GOAWAY: close once it is written
 	idleSince   time.Time // when the last stream ended
@@ -481,7 +481,7 @@ func (c *conn) processData(f *http2.DataFrame) error {
 				c.returnConnWindowLocked(int64(len(data)))
 			} else {
 				if st.body == nil {
-					st.body = c.getBodyBufLocked()
+					st.body = c.bodyBufs.Get()
 				}
 				st.body = append(st.body, data...)
 				st.rcond.Signal()
@@ -661,34 +661,6 @@ func (c *conn) returnConnWindowLocked(n int64) {
 		c.queueLocked(appendWindowUpdate(c.ctl, 0, uint32(c.recvUnacked)))
 		c.recvWin += c.recvUnacked
 		c.recvUnacked = 0
-	}
-}
-
-// Request body buffers of finished streams are kept for the next ones:
-// up to keptBodyBufs of them, of at most keptBodyBufSize bytes.
-const (
-	keptBodyBufs    = 16
-	keptBodyBufSize = 32 << 10
-)
-
-// getBodyBufLocked returns an empty request body buffer, nil if none is
-// kept.
-func (c *conn) getBodyBufLocked() []byte {
-	n := len(c.bodyBufs)
-	if n == 0 {
-		return nil
-	}
-	b := c.bodyBufs[n-1]
-	c.bodyBufs[n-1] = nil
-	c.bodyBufs = c.bodyBufs[:n-1]
-	return b
-}
-
-// putBodyBufLocked keeps b, which nothing uses any more, for another
-// stream.
-func (c *conn) putBodyBufLocked(b []byte) {
-	if cap(b) > 0 && cap(b) <= keptBodyBufSize && len(c.bodyBufs) < keptBodyBufs {
-		c.bodyBufs = append(c.bodyBufs, b[:0])
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 
+	"github.com/weft-mesh/weft/internal/proxy/h2frame"
 	"github.com/weft-mesh/weft/internal/proxy/reqctx"
 )
 
@@ -159,21 +160,7 @@ func (st *stream) buildRequest(f *http2.MetaHeadersFrame) error {
 	// for a short header (the stream is never reused, so the array is
 	// the request's for good); a repeated name appends past its slice's
 	// capacity and so copies.
-	regular := f.RegularFields()
-	header := make(http.Header, len(regular))
-	vals := st.headerVals[:]
-	if len(vals) < len(regular) {
-		vals = make([]string, len(regular))
-	}
-	for i, hf := range regular {
-		key := c.canonicalHeader(hf.Name)
-		if vv, ok := header[key]; ok {
-			header[key] = append(vv, hf.Value)
-			continue
-		}
-		vals[i] = hf.Value
-		header[key] = vals[i : i+1 : i+1]
-	}
+	header := h2frame.Header(f.RegularFields(), st.headerVals[:], c.canonicalHeader)
 	if authority == "" {
 		authority = header.Get("Host")
 	}
@@ -472,7 +459,7 @@ func (c *conn) finishStream(st *stream) {
 		// buffer any more, and nothing is left in it to read (a Read
 		// from a goroutine the handler left behind finds the body's
 		// error): the next stream may have it.
-		c.putBodyBufLocked(st.body)
+		c.bodyBufs.Put(st.body)
 		st.body, st.bodyOff = nil, 0
 	}
 	ctl := len(c.ctl) > 0

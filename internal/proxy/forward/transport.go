@@ -16,6 +16,7 @@ import (
 
 	"github.com/weft-mesh/weft/internal/proxy/identity"
 	"github.com/weft-mesh/weft/internal/proxy/mtls"
+	"github.com/weft-mesh/weft/internal/proxy/rawio"
 )
 
 // sessionCacheSize bounds the TLS sessions kept for resumption, one per
@@ -129,6 +130,9 @@ func dialTLS(ctx context.Context, dialer *net.Dialer, addr string, cfg *tls.Conf
 	if err != nil {
 		return nil, err
 	}
+	if rawio.Enabled() {
+		raw = rawio.Wrap(raw)
+	}
 	c := cfg.Clone()
 	c.ClientSessionCache = endpointSessions{proto + sessionPrefix(addr, id), sessions}
 	tc := tls.Client(raw, c)
@@ -206,7 +210,11 @@ func (t *Transports) For(connectTimeout time.Duration) http.RoundTripper {
 	u := &Upstream{
 		rt: newTransport(dialer),
 		h1: newH1Pool(func(ctx context.Context, addr string) (net.Conn, error) {
-			return dialer.DialContext(ctx, "tcp", addr)
+			c, err := dialer.DialContext(ctx, "tcp", addr)
+			if err == nil && rawio.Enabled() {
+				c = rawio.Wrap(c)
+			}
+			return c, err
 		}, idleConnTimeout, maxIdleConnsPerHost),
 	}
 	t.m[connectTimeout] = u

@@ -34,6 +34,7 @@ import (
 	"github.com/weft-mesh/weft/internal/proxy/h1server"
 	"github.com/weft-mesh/weft/internal/proxy/h2server"
 	"github.com/weft-mesh/weft/internal/proxy/peer"
+	"github.com/weft-mesh/weft/internal/proxy/rawio"
 )
 
 // Server is one listener: a bound socket and the HTTP server on it.
@@ -220,9 +221,13 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // the server was shut down, the accept error otherwise.
 func (s *Server) Serve() error {
 	s.log.Info("listening", "addr", s.ln.Addr().String())
-	ln := net.Listener(guardedListener{s.ln})
+	accepted := s.ln
+	if rawio.Enabled() {
+		accepted = rawio.Listener{Listener: s.ln}
+	}
+	ln := net.Listener(guardedListener{accepted})
 	if s.policy != nil {
-		s.det = newDetector(s.ln, s.policy, DefaultHandshakeTimeout, &s.stats, s.log)
+		s.det = newDetector(accepted, s.policy, DefaultHandshakeTimeout, &s.stats, s.log)
 		ln = s.det
 		// Shutdown closes it too, unless it came before Serve.
 		defer s.det.Close()

@@ -10,7 +10,11 @@ import (
 // TCP socket, with MSG_PEEK), or a wrapper that replays it. It honours c's
 // read deadline.
 func peekByte(c net.Conn) (byte, net.Conn, error) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	tc, ok := c.(*net.TCPConn)
+	if rc, isRaw := c.(interface{ TCP() *net.TCPConn }); isRaw {
+		tc, ok = rc.TCP(), true
+	}
+	if ok {
 		b, err := peekTCP(tc)
 		if err != errNoPeek {
 			return b, c, err

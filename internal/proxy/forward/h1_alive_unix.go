@@ -5,6 +5,8 @@ package forward
 import (
 	"crypto/tls"
 	"syscall"
+
+	"github.com/weft-mesh/weft/internal/proxy/rawio"
 )
 
 // peeker looks at an idle connection's socket without reading from it.
@@ -32,7 +34,12 @@ func newPeeker(pc *h1Conn) *peeker {
 	}
 	p := &peeker{rc: rc}
 	p.fn = func(fd uintptr) bool {
-		p.n, _, p.rerr = syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		var errno syscall.Errno
+		p.n, errno = rawio.Peek(fd, &p.buf)
+		p.rerr = nil
+		if errno != 0 {
+			p.rerr = errno
+		}
 		return true // never wait: EAGAIN is the answer
 	}
 	return p

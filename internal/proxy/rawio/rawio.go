@@ -15,7 +15,12 @@
 // in Go (one goroutine, no scheduler on the data path) cost as much CPU
 // per request as the whole sidecar for that reason. Conn issues the same
 // read and write system calls raw, through syscall.RawConn, so only the
-// poller waits are the scheduler's business.
+// poller waits are the scheduler's business. Peek does the same for the
+// HTTP/1.1 pool's liveness check of an idle upstream connection: one
+// call of syscall.Recvfrom per request is enough to keep waking sysmon
+// (perf trace at 1000 req/s: 1.5 nanosleep per request with raw reads and
+// writes but the peek through syscall.Recvfrom, 0.03 with all three raw,
+// and 3.4 context switches per request down to 1.3-2.0).
 package rawio
 
 import (

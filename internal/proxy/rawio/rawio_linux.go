@@ -102,3 +102,16 @@ func (c *Conn) opError(op string, err error) error {
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
+
+// Peek is recv(fd, one byte, MSG_PEEK|MSG_DONTWAIT) as a raw system call:
+// the byte is left in the socket, and EAGAIN says there is none. The
+// pooled-connection liveness check makes this call once per request, so
+// through syscall.Recvfrom it would wake sysmon as often as a read.
+func Peek(fd uintptr, b *[1]byte) (int, syscall.Errno) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}

@@ -3,6 +3,7 @@ package meshbench
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -374,5 +375,14 @@ func TestParseMachineStat(t *testing.T) {
 	}
 	if _, _, err := parseMachineStat("intr 1 2 3\n"); err == nil {
 		t.Error("no cpu line: no error, want one")
+	}
+}
+
+func TestPathOrderPutsEachVariantAfterItsPath(t *testing.T) {
+	names := []string{"weft-mtls" + variantSuffix, "weft-mtls", "direct", "weft-plain" + variantSuffix, "nginx", "weft-plain"}
+	slices.SortStableFunc(names, func(a, b string) int { return pathOrder(a) - pathOrder(b) })
+	want := []string{"direct", "nginx", "weft-plain", "weft-plain" + variantSuffix, "weft-mtls", "weft-mtls" + variantSuffix}
+	if !slices.Equal(names, want) {
+		t.Fatalf("order %q, want %q", names, want)
 	}
 }

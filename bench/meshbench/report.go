@@ -236,13 +236,23 @@ func (r *Report) summarize() {
 	}
 	r.OtherCPU = OtherCPU{Median: median(other), Max: slices.Max(append(other, 0))}
 	r.Ratios = nil
-	for _, c := range []struct{ name, a, b string }{
+	type pair struct{ name, a, b string }
+	var pairs []pair
+	for _, c := range []pair{
 		{"weft plaintext / nginx", "weft-plain", "nginx"},
 		{"weft mTLS / nginx TLS", "weft-mtls", "nginx-tls"},
 		{"weft mTLS / weft plaintext", "weft-mtls", "weft-plain"},
 		{"weft mTLS DO_NOT_UPGRADE / nginx TLS", "weft-mtls-h1", "nginx-tls"},
 		{"weft mTLS DO_NOT_UPGRADE / weft plaintext", "weft-mtls-h1", "weft-plain"},
 	} {
+		pairs = append(pairs, c)
+	}
+	for _, p := range r.Paths {
+		if base, ok := strings.CutSuffix(p.Name, variantSuffix); ok {
+			pairs = append(pairs, pair{base + " with the variant / without", p.Name, base})
+		}
+	}
+	for _, c := range pairs {
 		a, b := r.path(c.a), r.path(c.b)
 		if a == nil || b == nil || a.Summary == nil || b.Summary == nil {
 			continue

@@ -71,6 +71,12 @@ type Options struct {
 	// SidecarEnv is added to every weft sidecar's environment (KEY=value),
 	// for A/B runs of runtime settings such as GOGC.
 	SidecarEnv []string
+	// VariantEnv, when set, adds a copy of every weft path whose sidecars
+	// also get these variables (KEY=value), named "<path>+variant", with
+	// services of their own: an A/B comparison within one run, the two
+	// taking turns like any other paths, so that the machine's drift hits
+	// both alike. The ratios then include each variant over its path.
+	VariantEnv []string
 	Log        *slog.Logger
 	// Out receives the rendered table.
 	Out io.Writer
@@ -94,6 +100,21 @@ func Defaults(mode string) (Options, error) {
 
 // AllPaths are the paths in their nominal order.
 var AllPaths = []string{"direct", "nginx", "weft-plain", "nginx-tls", "weft-mtls", "weft-mtls-h1"}
+
+// variantSuffix marks the copy of a weft path that runs with
+// Options.VariantEnv.
+const variantSuffix = "+variant"
+
+// pathOrder sorts paths in their nominal order, each variant right after
+// its path.
+func pathOrder(name string) int {
+	base, variant := strings.CutSuffix(name, variantSuffix)
+	n := 2 * slices.Index(AllPaths, base)
+	if variant {
+		n++
+	}
+	return n
+}
 
 // pathRun is a path being measured.
 type pathRun struct {
@@ -221,7 +242,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 	}
 	if want("weft-plain") || want("weft-mtls") || want("weft-mtls-h1") {
-		sec, err := setupWeft(ctx, log, ps, weftBin, proxyBin, tmp, echoAddr, o.SidecarEnv, want, add)
+		sec, err := setupWeft(ctx, log, ps, weftBin, proxyBin, tmp, echoAddr, o.SidecarEnv, o.VariantEnv, want, add)
 		if err != nil {
 			return nil, err
 		}
@@ -232,10 +253,10 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	// Keep the nominal order whatever the set-up order was.
 	slices.SortStableFunc(paths, func(a, b *pathRun) int {
-		return slices.Index(AllPaths, a.Name) - slices.Index(AllPaths, b.Name)
+		return pathOrder(a.Name) - pathOrder(b.Name)
 	})
 	slices.SortStableFunc(rep.Paths, func(a, b *Path) int {
-		return slices.Index(AllPaths, a.Name) - slices.Index(AllPaths, b.Name)
+		return pathOrder(a.Name) - pathOrder(b.Name)
 	})
 
 	// Every path answers before anything is measured.
@@ -563,7 +584,7 @@ func setupNginx(ctx context.Context, ps *processes, bin string, unavailable erro
 // echo, reached in mTLS (the mesh's default), and service echo-plain, whose
 // DestinationRule disables TLS. It returns a description of the security
 // the binaries have.
-func setupWeft(ctx context.Context, log *slog.Logger, ps *processes, weftBin, proxyBin, tmp, echoAddr string, sidecarEnv []string,
+func setupWeft(ctx context.Context, log *slog.Logger, ps *processes, weftBin, proxyBin, tmp, echoAddr string, sidecarEnv, variantEnv []string,
 	want func(string) bool, add func(name, title, transport string) *pathRun) (string, error) {
 	dir := filepath.Join(tmp, "weft")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -574,19 +595,24 @@ func setupWeft(ctx context.Context, log *slog.Logger, ps *processes, weftBin, pr
 	if err != nil {
 		return "", err
 	}
-	m.sidecarEnv = sidecarEnv
 	security := "none: this weft-proxy takes no --token-file/--ca-file, so xDS is plaintext and unauthenticated"
 	if m.secure {
 		security = "proxies authenticate with tokens from `weft token create` and verify the control plane with `weft ca root`"
 	}
 	// Before any proxy connects, so their first configuration has it.
-	if err := m.apply(ctx, `apiVersion: networking.istio.io/v1
+	suffixes := []string{""}
+	if len(variantEnv) > 0 {
+		suffixes = append(suffixes, "-b")
+	}
+	var rules strings.Builder
+	for _, sfx := range suffixes {
+		fmt.Fprintf(&rules, `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
-  name: echo-plain
+  name: echo-plain%[1]s
   namespace: default
 spec:
-  host: echo-plain
+  host: echo-plain%[1]s
   trafficPolicy:
     tls:
       mode: DISABLE
@@ -594,15 +620,18 @@ spec:
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
-  name: echo-h1
+  name: echo-h1%[1]s
   namespace: default
 spec:
-  host: echo-h1
+  host: echo-h1%[1]s
   trafficPolicy:
     connectionPool:
       http:
         h2UpgradePolicy: DO_NOT_UPGRADE
-`); err != nil {
+---
+`, sfx)
+	}
+	if err := m.apply(ctx, rules.String()); err != nil {
 		return "", err
 	}
 	type pair struct {
@@ -611,24 +640,39 @@ spec:
 		// transport describes the hop between the sidecars when the
 		// client sidecar's cluster has TLS.
 		transport string
+		// env is added to the sidecars' environment (the variant's).
+		env []string
 	}
+	var variants []pair
 	for _, pp := range []pair{
-		{"weft-plain", "weft → weft, mTLS disabled", "echo-plain", false, ""},
+		{"weft-plain", "weft → weft, mTLS disabled", "echo-plain", false, "", nil},
 		{"weft-mtls", "weft → weft, mTLS (default)", "echo", true,
-			"mTLS (TLS 1.3), HTTP/2 (ALPN h2): every request multiplexed over HTTP/2, the default"},
+			"mTLS (TLS 1.3), HTTP/2 (ALPN h2): every request multiplexed over HTTP/2, the default", nil},
 		{"weft-mtls-h1", "weft → weft, mTLS, DO_NOT_UPGRADE", "echo-h1", true,
-			"mTLS (TLS 1.3), HTTP/1.1 (ALPN http/1.1) as the client sent it: DestinationRule `h2UpgradePolicy: DO_NOT_UPGRADE`"},
+			"mTLS (TLS 1.3), HTTP/1.1 (ALPN http/1.1) as the client sent it: DestinationRule `h2UpgradePolicy: DO_NOT_UPGRADE`", nil},
 	} {
 		if !want(pp.name) {
 			continue
 		}
+		variants = append(variants, pp)
+		if len(variantEnv) > 0 {
+			v := pp
+			v.name += variantSuffix
+			v.title += " [+" + strings.Join(variantEnv, ",") + "]"
+			v.service += "-b"
+			v.env = variantEnv
+			variants = append(variants, v)
+		}
+	}
+	for _, pp := range variants {
 		p := add(pp.name, pp.title, "")
 		log.Info("starting sidecars", "path", pp.name, "service", pp.service)
-		server, err := m.startSidecar(ctx, ps, pp.name+" server sidecar", pp.service, pp.service, echoAddr)
+		env := append(slices.Clone(sidecarEnv), pp.env...)
+		server, err := m.startSidecar(ctx, ps, pp.name+" server sidecar", pp.service, pp.service, echoAddr, env)
 		if err != nil {
 			return "", err
 		}
-		client, err := m.startSidecar(ctx, ps, pp.name+" client sidecar", "bench-client-"+pp.service, "bench-client", echoAddr)
+		client, err := m.startSidecar(ctx, ps, pp.name+" client sidecar", "bench-client-"+pp.service, "bench-client", echoAddr, env)
 		if err != nil {
 			return "", err
 		}

@@ -65,8 +65,6 @@ type weftMesh struct {
 	caFile string
 	// tokens are the token files made so far, by service account.
 	tokens map[string]string
-	// sidecarEnv is added to each sidecar's environment.
-	sidecarEnv []string
 }
 
 // startControlPlane starts `weft control-plane` and waits until it is
@@ -192,7 +190,9 @@ type sidecar struct {
 // startSidecar runs a weft-proxy for service (with identity namespace
 // "default" and service account sa) in front of appAddr, and waits until
 // it has its first configuration.
-func (m *weftMesh) startSidecar(ctx context.Context, ps *processes, name, service, sa, appAddr string) (*sidecar, error) {
+// startSidecar starts a weft-proxy for service whose app is at appAddr, with
+// env added to its environment, and waits until it is ready.
+func (m *weftMesh) startSidecar(ctx context.Context, ps *processes, name, service, sa, appAddr string, env []string) (*sidecar, error) {
 	s := &sidecar{service: service}
 	for _, a := range []*string{&s.inbound, &s.outbound, &s.adminAt} {
 		var err error
@@ -211,7 +211,7 @@ func (m *weftMesh) startSidecar(ctx context.Context, ps *processes, name, servic
 		args = append(args, "--service-account", sa, "--token-file", tokFile, "--ca-file", m.caFile)
 	}
 	var err error
-	if s.proc, err = ps.startEnv(name, m.sidecarEnv, m.proxyBin, args...); err != nil {
+	if s.proc, err = ps.startEnv(name, env, m.proxyBin, args...); err != nil {
 		return nil, err
 	}
 	err = waitFor(ctx, s.proc, 30*time.Second, name+" ready", func() error {

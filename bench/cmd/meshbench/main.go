@@ -43,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	keep := fs.Bool("keep", false, "keep the temporary directory (configs, logs, fortio output)")
 	profile := fs.String("profile", "", "save pprof CPU and allocation profiles of the weft sidecars during every load into this directory (they skew the figures)")
 	sidecarEnv := fs.String("sidecar-env", "", "comma-separated KEY=value pairs added to every weft sidecar's environment (for A/B runs, e.g. GOGC=200)")
+	variantEnv := fs.String("variant-env", "", "comma-separated KEY=value pairs: add a copy of every weft path whose sidecars also get them, for an A/B comparison within one run")
 	command := fs.String("command", "", "how this run was started, for the record (default: the go run command line)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -91,6 +92,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	o.Repo, o.GoBin, o.Out, o.KeepTemp, o.ProfileDir = repo, goBin, stdout, *keep, *profile
 	if *sidecarEnv != "" {
 		o.SidecarEnv = strings.Split(*sidecarEnv, ",")
+	}
+	if *variantEnv != "" {
+		o.VariantEnv = strings.Split(*variantEnv, ",")
 	}
 	if *rounds > 0 {
 		o.Rounds = *rounds

@@ -189,9 +189,7 @@ type sidecar struct {
 
 // startSidecar runs a weft-proxy for service (with identity namespace
 // "default" and service account sa) in front of appAddr, and waits until
-// it has its first configuration.
-// startSidecar starts a weft-proxy for service whose app is at appAddr, with
-// env added to its environment, and waits until it is ready.
+// it has its first configuration. env is added to its environment.
 func (m *weftMesh) startSidecar(ctx context.Context, ps *processes, name, service, sa, appAddr string, env []string) (*sidecar, error) {
 	s := &sidecar{service: service}
 	for _, a := range []*string{&s.inbound, &s.outbound, &s.adminAt} {

@@ -12,11 +12,11 @@ import (
 // peeker looks at an idle connection's socket without reading from it.
 // It is built once per connection so that the check allocates nothing.
 type peeker struct {
-	rc   syscall.RawConn
-	fn   func(fd uintptr) bool
-	buf  [1]byte
-	n    int
-	rerr error
+	rc    syscall.RawConn
+	fn    func(fd uintptr) bool
+	buf   [1]byte
+	n     int
+	errno syscall.Errno
 }
 
 func newPeeker(pc *h1Conn) *peeker {
@@ -34,12 +34,7 @@ func newPeeker(pc *h1Conn) *peeker {
 	}
 	p := &peeker{rc: rc}
 	p.fn = func(fd uintptr) bool {
-		var errno syscall.Errno
-		p.n, errno = rawio.Peek(fd, &p.buf)
-		p.rerr = nil
-		if errno != 0 {
-			p.rerr = errno
-		}
+		p.n, p.errno = rawio.Peek(fd, &p.buf)
 		return true // never wait: EAGAIN is the answer
 	}
 	return p
@@ -61,9 +56,9 @@ func (pc *h1Conn) alive() bool {
 	switch {
 	case err != nil:
 		return false
-	case p.rerr == syscall.EAGAIN || p.rerr == syscall.EWOULDBLOCK:
+	case p.errno == syscall.EAGAIN || p.errno == syscall.EWOULDBLOCK:
 		return true // nothing to read: idle, as it should be
-	case p.rerr != nil:
+	case p.errno != 0:
 		return false
 	case p.n == 0:
 		return false // the upstream closed it

@@ -31,7 +31,10 @@ import (
 // Enabled says whether the sidecar uses raw reads and writes: yes unless
 // the environment variable WEFT_PROXY_RAWIO is "off", for measurements
 // and as an escape hatch.
-func Enabled() bool { return os.Getenv("WEFT_PROXY_RAWIO") != "off" }
+// It is read once, at start-up, not on every dial and accept.
+func Enabled() bool { return enabled }
+
+var enabled = os.Getenv("WEFT_PROXY_RAWIO") != "off"
 
 // Listener wraps the TCP connections its Listener accepts with Wrap.
 type Listener struct{ net.Listener }

@@ -237,15 +237,12 @@ func (r *Report) summarize() {
 	r.OtherCPU = OtherCPU{Median: median(other), Max: slices.Max(append(other, 0))}
 	r.Ratios = nil
 	type pair struct{ name, a, b string }
-	var pairs []pair
-	for _, c := range []pair{
+	pairs := []pair{
 		{"weft plaintext / nginx", "weft-plain", "nginx"},
 		{"weft mTLS / nginx TLS", "weft-mtls", "nginx-tls"},
 		{"weft mTLS / weft plaintext", "weft-mtls", "weft-plain"},
 		{"weft mTLS DO_NOT_UPGRADE / nginx TLS", "weft-mtls-h1", "nginx-tls"},
 		{"weft mTLS DO_NOT_UPGRADE / weft plaintext", "weft-mtls-h1", "weft-plain"},
-	} {
-		pairs = append(pairs, c)
 	}
 	for _, p := range r.Paths {
 		if base, ok := strings.CutSuffix(p.Name, variantSuffix); ok {

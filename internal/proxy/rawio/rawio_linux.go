@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -14,9 +15,28 @@ import (
 // the non-blocking socket, waiting in the runtime's poller on EAGAIN.
 // Everything else (deadlines, Close, CloseWrite, SyscallConn) is the
 // TCPConn's.
+//
+// The callbacks handed to syscall.RawConn are method values made once in
+// Wrap, and each call's buffer and result live in the Conn, under a mutex
+// per direction: a closure made per call escapes through the RawConn
+// interface, and with the two results it captured that was three
+// allocations on every read and every write, about 17 a request for a
+// sidecar (go build -gcflags=-m; the allocation profile under make bench).
 type Conn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+
+	rmu    sync.Mutex // one Read at a time; guards the r fields
+	rbuf   []byte
+	rn     int
+	rerrno syscall.Errno
+	readFn func(fd uintptr) bool
+
+	wmu     sync.Mutex // one Write at a time; guards the w fields
+	wbuf    []byte
+	wn      int
+	werrno  syscall.Errno
+	writeFn func(fd uintptr) bool
 }
 
 // Wrap returns c as a Conn if it is a *net.TCPConn, and c otherwise.
@@ -29,7 +49,10 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &Conn{TCPConn: tc, rc: rc}
+	rw := &Conn{TCPConn: tc, rc: rc}
+	rw.readFn = rw.readOnce
+	rw.writeFn = rw.writeAll
+	return rw
 }
 
 // TCP returns the connection it wraps.
@@ -39,21 +62,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	c.rmu.Lock()
+	c.rbuf, c.rn, c.rerrno = p, 0, 0
+	err := c.rc.Read(c.readFn)
+	n, errno := c.rn, c.rerrno
+	c.rbuf = nil
+	c.rmu.Unlock()
 	if err == nil && errno != 0 {
 		err = errno
 		n = 0
@@ -67,25 +81,30 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *Conn) Write(p []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
+// readOnce is the RawConn.Read callback: one read into rbuf, false (wait
+// for the poller) on EAGAIN.
+func (c *Conn) readOnce(fd uintptr) bool {
+	p := c.rbuf
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
 		}
+		c.rn, c.rerrno = int(r), e
 		return true
-	})
+	}
+}
+
+func (c *Conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	c.wbuf, c.wn, c.werrno = p, 0, 0
+	err := c.rc.Write(c.writeFn)
+	n, errno := c.wn, c.werrno
+	c.wbuf = nil
+	c.wmu.Unlock()
 	if err == nil && errno != 0 {
 		err = errno
 	}
@@ -93,6 +112,26 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return n, c.opError("write", err)
 	}
 	return n, nil
+}
+
+// writeAll is the RawConn.Write callback: writes until wbuf is out or an
+// error, false (wait for the poller) on EAGAIN.
+func (c *Conn) writeAll(fd uintptr) bool {
+	p := c.wbuf
+	for c.wn < len(p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[c.wn])), uintptr(len(p)-c.wn))
+		switch e {
+		case 0:
+			c.wn += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 // opError wraps err as net.TCPConn's methods do.

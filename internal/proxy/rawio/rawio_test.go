@@ -139,3 +139,31 @@ func TestResetIsAnError(t *testing.T) {
 		t.Fatalf("write after a reset: %v", err)
 	}
 }
+
+// TestReadWriteAllocateNothing: a sidecar makes about six reads and writes
+// a request, so a Read or Write that allocates is garbage on every one.
+func TestReadWriteAllocateNothing(t *testing.T) {
+	c, s := pair(t)
+	if _, ok := c.(*Conn); !ok {
+		t.Skip("raw reads and writes are Linux's only")
+	}
+	msg := []byte("ping")
+	buf := make([]byte, 64)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(s, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a write and a read each way allocated %v times, want 0", allocs)
+	}
+}

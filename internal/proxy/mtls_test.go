@@ -200,8 +200,12 @@ func TestMTLSBetweenSidecars(t *testing.T) {
 		if n := p.server.inbound.Stats().TLS.Load(); n != 1 {
 			t.Errorf("the server sidecar accepted %d TLS connections, want 1", n)
 		}
-		for range 5 {
-			p.call(ctx, t)
+		// The later requests ride the pooled connection, whose XFCC value
+		// is made once: each must still carry it, and only it.
+		for i := range 5 {
+			if got := p.call(ctx, t, "X-Forwarded-Client-Cert", "URI=spiffe://forged"); got.code != 200 || got.body != want {
+				t.Errorf("request %d on the pooled connection: got %d %q, want 200 %q", i+2, got.code, got.body, want)
+			}
 		}
 		if n := p.server.inbound.Stats().TLS.Load(); n != 1 {
 			t.Errorf("after more requests the server sidecar accepted %d TLS connections, want the one pooled connection", n)

@@ -95,7 +95,14 @@ func sanitize(r *http.Request, l *Listener) {
 	}
 	if l.SetClientCert {
 		if info, ok := peer.FromContext(r.Context()); ok && info.TLS {
-			h[xfccHeader] = []string{clientCertValue(info)}
+			// The value is the connection's, so it is made once per
+			// connection: two allocations a request less.
+			v, _ := info.ClientCertHeader.Load().([]string)
+			if v == nil {
+				v = []string{clientCertValue(info)}
+				info.ClientCertHeader.Store(v)
+			}
+			h[xfccHeader] = v[:1:1]
 		}
 	}
 }

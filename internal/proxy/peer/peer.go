@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/hex"
 	"net/netip"
+	"sync/atomic"
 )
 
 // Info is what the proxy knows for certain about the peer of one
@@ -41,6 +42,16 @@ type Info struct {
 	// LocalSpiffeID is this proxy's own SPIFFE ID, from the certificate it
 	// presented on this connection; empty for plaintext.
 	LocalSpiffeID string
+
+	// ClientCertHeader holds the forwarding engine's
+	// x-forwarded-client-cert value for this connection, made from the
+	// fields above on the connection's first request and shared by the
+	// rest (an HTTP/2 connection's streams run concurrently, hence the
+	// atomic.Value, which unlike atomic.Pointer leaves Info copyable, as
+	// tests and filters copy it before first use). It holds a one-element
+	// []string that goes into header maps as it is: set the header anew
+	// rather than write into the slice.
+	ClientCertHeader atomic.Value
 }
 
 // LeafSHA256Hex is LeafSHA256 in lower-case hex, as x-forwarded-client-cert's

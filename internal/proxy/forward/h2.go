@@ -427,8 +427,10 @@ type h2Stream struct {
 	id     uint32
 	req    *http.Request
 	res    *http.Response
-	resc   chan struct{} // closed when res or err is set
-	notify chan struct{} // a token when the body has news
+	// notify gets a token when the stream has news: its head (headDone)
+	// and then its body. One channel for both, as both waiters look at
+	// the stream under cc.mu after each token: a channel less per request.
+	notify chan struct{}
 
 	// The response lives in its stream (res points to resp once its head
 	// is in), as the stream lives as long as the response's body does:
@@ -449,21 +451,21 @@ type h2Stream struct {
 	trailer    http.Header
 	closed     bool // the body was closed by its reader, or never handed out
 	done       bool // removed from cc.streams
-	headDone   bool // resc is closed
+	headDone   bool // res or err is set; the request waiting for it was woken
 }
 
 // finishHead wakes the request waiting for the response head, once.
 func (s *h2Stream) finishHead() {
 	if !s.headDone {
 		s.headDone = true
-		close(s.resc)
+		wake(s)
 	}
 }
 
 // roundTrip sends one request on a reserved stream slot and waits for the
 // response head.
 func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.HeaderField, body []byte) (*http.Response, error) {
-	s := &h2Stream{cc: cc, req: r, resc: make(chan struct{}), notify: make(chan struct{}, 1), recvWindow: h2StreamWindow}
+	s := &h2Stream{cc: cc, req: r, notify: make(chan struct{}, 1), recvWindow: h2StreamWindow}
 	cc.wmu.Lock()
 	cc.mu.Lock()
 	if cc.err != nil || cc.goAway {
@@ -522,11 +524,16 @@ func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.He
 		}
 	}
 
-	select {
-	case <-s.resc:
-	case <-ctx.Done():
-		cc.cancel(s)
-		return nil, ctx.Err()
+	for headDone := false; !headDone; {
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			cc.cancel(s)
+			return nil, ctx.Err()
+		}
+		cc.mu.Lock()
+		headDone = s.headDone
+		cc.mu.Unlock()
 	}
 	cc.mu.Lock()
 	res, err := s.res, s.err

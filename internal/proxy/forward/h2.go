@@ -423,10 +423,10 @@ func (cc *h2Conn) closeIfIdle() {
 
 // h2Stream is one request. Its fields are guarded by cc.mu.
 type h2Stream struct {
-	cc     *h2Conn
-	id     uint32
-	req    *http.Request
-	res    *http.Response
+	cc  *h2Conn
+	id  uint32
+	req *http.Request
+	res *http.Response
 	// notify gets a token when the stream has news: its head (headDone)
 	// and then its body. One channel for both, as both waiters look at
 	// the stream under cc.mu after each token: a channel less per request.

@@ -58,7 +58,7 @@ func parseResponse(br *bufio.Reader, out *http.Request, res *http.Response, body
 	lines := strings.Count(rest, "\n")
 	hdr := make(http.Header, lines)
 	vals := make([]string, 0, lines)
-	length := ""
+	length, seenLength := "", false
 	for rest != "" {
 		var l string
 		l, rest, _ = strings.Cut(rest, "\n")
@@ -77,10 +77,10 @@ func parseResponse(br *bufio.Reader, out *http.Request, res *http.Response, body
 		key := http.CanonicalHeaderKey(name)
 		switch key {
 		case "Content-Length":
-			if length != "" {
+			if seenLength { // even when the first was empty
 				return false // repeated: net/http folds or refuses
 			}
-			length = value
+			length, seenLength = value, true
 		case "Transfer-Encoding", "Connection", "Trailer", "Pragma":
 			// Other framing, a connection to close (net/http also drops
 			// the header), trailers, Pragma's Cache-Control rewrite.

@@ -524,7 +524,7 @@ func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.He
 		}
 	}
 
-	for headDone := false; !headDone; {
+	for {
 		select {
 		case <-s.notify:
 		case <-ctx.Done():
@@ -532,10 +532,11 @@ func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.He
 			return nil, ctx.Err()
 		}
 		cc.mu.Lock()
-		headDone = s.headDone
+		if s.headDone {
+			break // with cc.mu held
+		}
 		cc.mu.Unlock()
 	}
-	cc.mu.Lock()
 	res, err := s.res, s.err
 	if res == nil {
 		s.closed = true

@@ -25,18 +25,29 @@ import (
 type Conn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	r  direction // Read's
+	w  direction // Write's
+}
 
-	rmu    sync.Mutex // one Read at a time; guards the r fields
-	rbuf   []byte
-	rn     int
-	rerrno syscall.Errno
-	readFn func(fd uintptr) bool
+// direction is one direction's call state: one call at a time, its buffer
+// and its results, and the callback made once in Wrap.
+type direction struct {
+	mu    sync.Mutex
+	buf   []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
 
-	wmu     sync.Mutex // one Write at a time; guards the w fields
-	wbuf    []byte
-	wn      int
-	werrno  syscall.Errno
-	writeFn func(fd uintptr) bool
+// call runs fn through rc's Read or Write (run) with buf set to p, and
+// returns the count and errno fn left.
+func (d *direction) call(p []byte, run func(func(fd uintptr) bool) error) (int, syscall.Errno, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.buf, d.n, d.errno = p, 0, 0
+	err := run(d.fn)
+	d.buf = nil
+	return d.n, d.errno, err
 }
 
 // Wrap returns c as a Conn if it is a *net.TCPConn, and c otherwise.
@@ -50,8 +61,8 @@ func Wrap(c net.Conn) net.Conn {
 		return c
 	}
 	rw := &Conn{TCPConn: tc, rc: rc}
-	rw.readFn = rw.readOnce
-	rw.writeFn = rw.writeAll
+	rw.r.fn = rw.readOnce
+	rw.w.fn = rw.writeAll
 	return rw
 }
 
@@ -62,12 +73,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	c.rmu.Lock()
-	c.rbuf, c.rn, c.rerrno = p, 0, 0
-	err := c.rc.Read(c.readFn)
-	n, errno := c.rn, c.rerrno
-	c.rbuf = nil
-	c.rmu.Unlock()
+	n, errno, err := c.r.call(p, c.rc.Read)
 	if err == nil && errno != 0 {
 		err = errno
 		n = 0
@@ -81,10 +87,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// readOnce is the RawConn.Read callback: one read into rbuf, false (wait
+// readOnce is the RawConn.Read callback: one read into r.buf, false (wait
 // for the poller) on EAGAIN.
 func (c *Conn) readOnce(fd uintptr) bool {
-	p := c.rbuf
+	p := c.r.buf
 	for {
 		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch e {
@@ -93,18 +99,13 @@ func (c *Conn) readOnce(fd uintptr) bool {
 		case syscall.EAGAIN:
 			return false
 		}
-		c.rn, c.rerrno = int(r), e
+		c.r.n, c.r.errno = int(r), e
 		return true
 	}
 }
 
 func (c *Conn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	c.wbuf, c.wn, c.werrno = p, 0, 0
-	err := c.rc.Write(c.writeFn)
-	n, errno := c.wn, c.werrno
-	c.wbuf = nil
-	c.wmu.Unlock()
+	n, errno, err := c.w.call(p, c.rc.Write)
 	if err == nil && errno != 0 {
 		err = errno
 	}
@@ -114,20 +115,20 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// writeAll is the RawConn.Write callback: writes until wbuf is out or an
+// writeAll is the RawConn.Write callback: writes until w.buf is out or an
 // error, false (wait for the poller) on EAGAIN.
 func (c *Conn) writeAll(fd uintptr) bool {
-	p := c.wbuf
-	for c.wn < len(p) {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[c.wn])), uintptr(len(p)-c.wn))
+	p := c.w.buf
+	for c.w.n < len(p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[c.w.n])), uintptr(len(p)-c.w.n))
 		switch e {
 		case 0:
-			c.wn += int(r)
+			c.w.n += int(r)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
 		default:
-			c.werrno = e
+			c.w.errno = e
 			return true
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/weft-mesh/weft/internal/proxy/h2frame"
+	"github.com/weft-mesh/weft/internal/proxy/reqctx"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -452,6 +453,28 @@ type h2Stream struct {
 	closed     bool // the body was closed by its reader, or never handed out
 	done       bool // removed from cc.streams
 	headDone   bool // res or err is set; the request waiting for it was woken
+
+	// watch hangs the stream on its request's context, so that the head
+	// and body waits need not select on ctx.Done(): on the servers'
+	// request contexts (reqctx) that channel is an allocation made for
+	// the first caller. Set and stopped under cc.mu.
+	watch     reqctx.Watch
+	cancelled atomic.Bool // the request's context ended; set by the hook
+}
+
+// ContextCanceled is the stream's reqctx hook: the request's context
+// ended, so its waits stop.
+func (s *h2Stream) ContextCanceled() {
+	s.cancelled.Store(true)
+	wake(s)
+}
+
+// stopWatchLocked takes the stream's hook off its request's context; cc.mu
+// is held. It may be called more than once.
+func (s *h2Stream) stopWatchLocked() {
+	if s.watch.Active() {
+		s.watch.Stop()
+	}
 }
 
 // finishHead wakes the request waiting for the response head, once.
@@ -488,6 +511,7 @@ func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.He
 	cc.nextID += 2
 	s.sendWindow = cc.initialSendWindow
 	cc.streams[s.id] = s
+	s.watch = reqctx.WatchContext(ctx, s)
 	// The whole body goes with the headers when the windows allow, which
 	// with net/http's servers (1 MiB stream windows) is always.
 	n := int64(len(body))
@@ -515,19 +539,22 @@ func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.He
 		if s.err != nil {
 			err = s.err // marked for a retry when the request may go again
 		}
+		s.stopWatchLocked()
 		cc.mu.Unlock()
 		return nil, err
 	}
 	if n > 0 && !inline {
 		if err := cc.sendBody(ctx, s, body); err != nil {
+			cc.mu.Lock()
+			s.stopWatchLocked()
+			cc.mu.Unlock()
 			return nil, err
 		}
 	}
 
 	for {
-		select {
-		case <-s.notify:
-		case <-ctx.Done():
+		<-s.notify
+		if s.cancelled.Load() {
 			cc.cancel(s)
 			return nil, ctx.Err()
 		}
@@ -669,6 +696,7 @@ func (cc *h2Conn) reset(s *h2Stream, code http2.ErrCode) {
 func (cc *h2Conn) cancel(s *h2Stream) {
 	cc.mu.Lock()
 	s.closed = true
+	s.stopWatchLocked()
 	if s.err == nil {
 		s.err = context.Canceled
 	}
@@ -693,6 +721,7 @@ func (cc *h2Conn) endLocked(s *h2Stream) {
 		return
 	}
 	s.done = true
+	s.stopWatchLocked()
 	delete(cc.streams, s.id)
 	cc.dropBufLocked(s)
 	cc.releaseLocked()
@@ -1210,9 +1239,8 @@ func (b *h2Body) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		cc.mu.Unlock()
-		select {
-		case <-s.notify:
-		case <-s.req.Context().Done():
+		<-s.notify
+		if s.cancelled.Load() {
 			cc.cancel(s)
 			return 0, s.req.Context().Err()
 		}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/reqctx"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -403,6 +404,62 @@ func TestH2ClientCancellation(t *testing.T) {
 		}
 	})
 
+	// The sidecar's servers give requests a reqctx.Context, on which the
+	// stream hangs a hook instead of selecting on Done.
+	t.Run("a server request context ended before the response resets the stream", func(t *testing.T) {
+		var rc reqctx.Context
+		rc.Init(testContext(t))
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			rc.Cancel(nil)
+		}()
+		_, err := c.RoundTrip(srv.request(t, &rc, "GET", "/hang", ""))
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+		if got := <-cancelled; got != "hang" {
+			t.Errorf("the server saw %q cancelled", got)
+		}
+	})
+
+	t.Run("a server request context ended during the body fails the read and resets the stream", func(t *testing.T) {
+		var rc reqctx.Context
+		rc.Init(testContext(t))
+		res, err := c.RoundTrip(srv.request(t, &rc, "GET", "/stream", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if _, err := io.ReadFull(res.Body, make([]byte, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		rc.Cancel(nil)
+		if _, err := io.Copy(io.Discard, res.Body); !errors.Is(err, context.Canceled) {
+			t.Errorf("reading on: err = %v, want context.Canceled", err)
+		}
+		if got := <-cancelled; got != "stream" {
+			t.Errorf("the server saw %q cancelled", got)
+		}
+	})
+
+	t.Run("a finished exchange leaves no hook on the server request context", func(t *testing.T) {
+		var rc reqctx.Context
+		rc.Init(testContext(t))
+		defer rc.Cancel(nil)
+		res, err := c.RoundTrip(srv.request(t, &rc, "GET", "/", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, res.Body); err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if !rc.SetHook(hookFunc(func() {})) {
+			t.Error("the stream's hook is still on the context after its body was closed")
+		}
+		rc.ClearHook()
+	})
+
 	t.Run("the connection still serves requests afterwards", func(t *testing.T) {
 		res, err := c.RoundTrip(srv.request(t, testContext(t), "GET", "/", ""))
 		if err != nil {
@@ -415,6 +472,11 @@ func TestH2ClientCancellation(t *testing.T) {
 		}
 	})
 }
+
+// hookFunc is a reqctx.Hook made of a function.
+type hookFunc func()
+
+func (f hookFunc) ContextCanceled() { f() }
 
 func TestH2ClientGoAway(t *testing.T) {
 	t.Run("after a GOAWAY the next request opens a new connection", func(t *testing.T) {

@@ -103,6 +103,16 @@ type conn struct {
 	idleTimer *time.Timer
 }
 
+// uncancelled is a context's values without its cancellation, as
+// context.WithoutCancel's, but a pointer: the standard one is a struct
+// that its Value method boxes into an interface on every lookup, an
+// allocation per Value call on every stream context below it.
+type uncancelled struct{ context.Context }
+
+func (*uncancelled) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (*uncancelled) Done() <-chan struct{}       { return nil }
+func (*uncancelled) Err() error                  { return nil }
+
 func newConn(s *Server, ctx context.Context, nc net.Conn, tlsState *tls.ConnectionState) *conn {
 	c := &conn{
 		s: s, nc: nc, tls: tlsState,
@@ -122,7 +132,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, tlsState *tls.Connecti
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.streamParent = c.ctx
 	if ctx.Done() == nil {
-		c.streamParent = context.WithoutCancel(c.ctx)
+		c.streamParent = &uncancelled{c.ctx}
 	}
 	c.recvWin = int64(c.connWin)
 	c.sendCond.L = &c.mu

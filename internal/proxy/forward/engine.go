@@ -204,15 +204,19 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, c *cluster.Clu
 		defer cancel()
 	}
 
-	// The outbound request is a shallow copy of the inbound one. It shares
-	// the header map, which this handler owns and edits in place, and the
-	// URL, which the server no longer needs: rewriting both is cheaper than
-	// cloning them, and the net/http client only reads them.
-	out := r.WithContext(ctx)
-	prepareOutbound(out, c, ep)
-	if r.ContentLength == 0 {
-		out.Body = nil // lets the transport send no body and retry safely on a stale connection
+	// The outbound request is the inbound one, edited in place: the header
+	// map, which this handler owns, and the URL, which the server no
+	// longer needs; rewriting both is cheaper than cloning them, and the
+	// clients only read them. A shallow copy is made only when the context
+	// or the body must differ (an allocation a request otherwise).
+	out := r
+	if ctx != r.Context() || r.ContentLength == 0 && r.Body != nil && r.Body != http.NoBody {
+		out = r.WithContext(ctx)
+		if r.ContentLength == 0 {
+			out.Body = nil // lets the transport send no body and retry safely on a stale connection
+		}
 	}
+	prepareOutbound(out, c, ep)
 	if _, ok := out.Header["User-Agent"]; !ok {
 		// An empty value stops the client from adding its own.
 		out.Header["User-Agent"] = emptyValue

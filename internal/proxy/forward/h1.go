@@ -70,6 +70,10 @@ type h1Conn struct {
 	tls    bool
 	idleAt time.Time
 	peek   *peeker // made on the first liveness check
+	// hdr is the header map of the connection's responses, reused by
+	// parseResponse: nothing may keep a response's Header once its
+	// exchange has finished.
+	hdr http.Header
 }
 
 // eligible reports whether the fast path can carry r: a body of known
@@ -300,7 +304,7 @@ func (x *h1Exchange) send(ctx context.Context, head []byte, out *http.Request, d
 			}
 			return nil, x.err(err)
 		}
-		res, err := readResponse(pc.br, out, &x.res, &x.body)
+		res, err := readResponse(pc.br, out, &x.res, &x.body, &pc.hdr)
 		if err != nil {
 			return nil, x.err(err)
 		}

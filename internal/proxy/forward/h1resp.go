@@ -19,8 +19,8 @@ import (
 // allocations (textproto's reader, the transfer decoding, a LimitReader,
 // a body, the Response), for a head that is nearly always the same shape.
 // FuzzResponseAgreesWithNetHTTP holds the two to the same result.
-func readResponse(br *bufio.Reader, out *http.Request, res *http.Response, body *lengthBody) (*http.Response, error) {
-	if parseResponse(br, out, res, body) {
+func readResponse(br *bufio.Reader, out *http.Request, res *http.Response, body *lengthBody, hdr *http.Header) (*http.Response, error) {
+	if parseResponse(br, out, res, body, hdr) {
 		return res, nil
 	}
 	return http.ReadResponse(br, out)
@@ -30,7 +30,12 @@ func readResponse(br *bufio.Reader, out *http.Request, res *http.Response, body 
 // body as its body, and consumes it. It returns false, consuming nothing,
 // when the head is not whole in the buffer or not of the common kind; on
 // true, res is what http.ReadResponse would return.
-func parseResponse(br *bufio.Reader, out *http.Request, res *http.Response, body *lengthBody) bool {
+//
+// res.Header is *hdr, emptied and filled again, or a new map that *hdr
+// then keeps: the connection's, reused from response to response, since
+// the engine copies a response's header entries (not the map) to the
+// client's response before the connection can carry another exchange.
+func parseResponse(br *bufio.Reader, out *http.Request, res *http.Response, body *lengthBody, hdrp *http.Header) bool {
 	if out.Method == http.MethodHead {
 		return false // a length but no body: net/http's rule
 	}
@@ -56,7 +61,13 @@ func parseResponse(br *bufio.Reader, out *http.Request, res *http.Response, body
 	head := string(buf[9 : end+2])
 	status, rest := head[:len(line)-9], head[len(line)-9+2:]
 	lines := strings.Count(rest, "\n")
-	hdr := make(http.Header, lines)
+	hdr := *hdrp
+	if hdr == nil {
+		hdr = make(http.Header, lines)
+		*hdrp = hdr
+	} else {
+		clear(hdr)
+	}
 	vals := make([]string, 0, lines)
 	length, seenLength := "", false
 	for rest != "" {

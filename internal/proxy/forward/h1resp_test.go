@@ -52,12 +52,16 @@ func TestParseResponseTakesTheCommonResponse(t *testing.T) {
 	_, _ = br.Peek(1)
 	var res http.Response
 	var body lengthBody
-	if !parseResponse(br, &http.Request{Method: http.MethodGet}, &res, &body) {
+	var hdr http.Header
+	if !parseResponse(br, &http.Request{Method: http.MethodGet}, &res, &body, &hdr) {
 		t.Fatal("the common response was left to net/http")
 	}
 	got, err := io.ReadAll(res.Body)
 	if err != nil || string(got) != "hello" {
 		t.Fatalf("body %q, %v", got, err)
+	}
+	if hdr == nil {
+		t.Fatal("the header map was not kept for the connection's next response")
 	}
 	if rest, _ := io.ReadAll(br); string(rest) != "HTTP/1.1 200 OK\r\n" {
 		t.Fatalf("left in the reader: %q", rest)
@@ -100,7 +104,10 @@ func compareResponse(t *testing.T, method string, b []byte) {
 	}
 	var res http.Response
 	var body lengthBody
-	if !parseResponse(fast, req, &res, &body) {
+	// A map as the last response on the connection left it: parseResponse
+	// reuses it, and none of it may show.
+	hdr := http.Header{"X-Stale": {"from the last response"}, "Content-Type": {"stale"}}
+	if !parseResponse(fast, req, &res, &body, &hdr) {
 		return // net/http reads it, by construction the same
 	}
 	slow := bufio.NewReaderSize(bytes.NewReader(b), h1ReadBufferSize)

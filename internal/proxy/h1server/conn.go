@@ -339,6 +339,7 @@ func (c *conn) serveRequest() (keep bool) {
 	req := &w.reqStore
 	w.req = req
 	defer clear(c.hdr)
+	defer clear(h.header) // kept for the next request's head; see parseHead
 
 	c.armWatch(ctx, b == nil)
 	if !c.runHandler(w, req) {

@@ -33,7 +33,8 @@ type head struct {
 // Content-Length). On true, h describes the request exactly as net/http's
 // server would.
 //
-// Every string in h is a substring of one copy of b.
+// Every string in h is a substring of one copy of b. h.header, when not
+// nil, is emptied and filled again.
 func parseHead(b []byte, h *head) bool {
 	if len(b) < 4 || string(b[len(b)-4:]) != "\r\n\r\n" {
 		return false
@@ -68,9 +69,17 @@ func parseHead(b []byte, h *head) bool {
 	}
 	h.method, h.target, h.url = method, target, u
 
-	// One value slot per line, as net/textproto sizes its map.
+	// One value slot per line, as net/textproto sizes its map. The map is
+	// the connection's, kept from its last request (serveRequest empties
+	// it once the handler is done with it): a map and its table less per
+	// request.
 	lines := strings.Count(rest, "\n") - 1
-	hdr := make(http.Header, lines)
+	hdr := h.header
+	if hdr == nil {
+		hdr = make(http.Header, lines)
+	} else {
+		clear(hdr)
+	}
 	vals := make([]string, 0, lines)
 	var hosts, lengths int
 	var host, length string

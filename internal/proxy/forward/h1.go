@@ -291,7 +291,7 @@ func (x *h1Exchange) send(ctx context.Context, head []byte, out *http.Request, d
 	x.cancelled.Store(false)
 	x.hookConn = pc.conn
 	x.watch = reqctx.WatchContext(ctx, x)
-	if _, err := pc.conn.Write(head); err != nil {
+	if _, err := writeRequest(pc.conn, head); err != nil {
 		if reused && !x.cancelled.Load() && !isTimeout(err) {
 			return nil, errH1Retry
 		}
@@ -318,6 +318,19 @@ func (x *h1Exchange) send(ctx context.Context, head []byte, out *http.Request, d
 		}
 		return res, nil
 	}
+}
+
+// writeRequest writes a whole request to an upstream connection. On a
+// raw plaintext connection it also waits for the response to begin (see
+// rawio.Conn.WriteThenWait), which saves the read that would otherwise
+// find nothing, a system call per request. Over TLS the request can be
+// several writes, after any of which a wait could stall the exchange, so
+// it is written plainly.
+func writeRequest(c net.Conn, head []byte) (int, error) {
+	if w, ok := c.(interface{ WriteThenWait([]byte) (int, error) }); ok {
+		return w.WriteThenWait(head)
+	}
+	return c.Write(head)
 }
 
 // ContextCanceled interrupts the exchange's I/O: the request's context

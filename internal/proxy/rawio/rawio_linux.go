@@ -27,6 +27,12 @@ type Conn struct {
 	rc syscall.RawConn
 	r  direction // Read's
 	w  direction // Write's
+
+	// WriteThenWait's state, under w.mu: its callback, and whether the
+	// callback wrote all of w.buf and so began the wait.
+	wtFn    func(fd uintptr) bool
+	wtWrote bool
+	wtCalls int
 }
 
 // direction is one direction's call state: one call at a time, its buffer
@@ -63,6 +69,7 @@ func Wrap(c net.Conn) net.Conn {
 	rw := &Conn{TCPConn: tc, rc: rc}
 	rw.r.fn = rw.readOnce
 	rw.w.fn = rw.writeAll
+	rw.wtFn = rw.writeThenWaitOnce
 	return rw
 }
 
@@ -133,6 +140,59 @@ func (c *Conn) writeAll(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// WriteThenWait writes p, as Write does, and then waits until the
+// connection has something to read (or has ended, or its read deadline
+// passed), without reading it: the caller reads next. It is for a request
+// whose reply comes on the same connection, where a read right after the
+// write would nearly always find nothing (EAGAIN) and cost a system call
+// before the goroutine parks. An error of the wait is not reported; the
+// read that follows meets it.
+//
+// The write is made from inside syscall.RawConn.Read's callback, after the
+// poller has begun the read. That order is what makes it safe: the poller
+// forgets a connection's readiness when a read begins, so a wait begun
+// after the write could miss a reply that arrived in between and never
+// wake (docs/PERFORMANCE.md, "waiting for the response before the first
+// read"). When the socket takes only part of p, the rest goes as Write
+// sends it, and there is no wait.
+func (c *Conn) WriteThenWait(p []byte) (int, error) {
+	c.w.mu.Lock()
+	c.w.buf, c.w.n, c.w.errno = p, 0, 0
+	c.wtWrote, c.wtCalls = false, 0
+	_ = c.rc.Read(c.wtFn)
+	n, errno, calls := c.w.n, c.w.errno, c.wtCalls
+	c.w.buf = nil
+	c.w.mu.Unlock()
+	switch {
+	case errno != 0:
+		return n, c.opError("write", errno)
+	case calls == 0:
+		// The read could not begin (closed, or past its deadline):
+		// nothing was written; Write reports the connection's state.
+		return c.Write(p)
+	case n < len(p):
+		m, err := c.Write(p[n:])
+		return n + m, err
+	}
+	return n, nil
+}
+
+// writeThenWaitOnce is WriteThenWait's RawConn.Read callback: the first
+// call writes w.buf and asks to wait unless the write stopped short; the
+// next, after the wait, ends it.
+func (c *Conn) writeThenWaitOnce(fd uintptr) bool {
+	c.wtCalls++
+	if c.wtWrote {
+		return true // readable now, or woken for another reason: the read will tell
+	}
+	c.writeAll(fd)
+	if c.w.n < len(c.w.buf) || c.w.errno != 0 {
+		return true // the socket is full, or the write failed: no wait
+	}
+	c.wtWrote = true
+	return false
 }
 
 // opError wraps err as net.TCPConn's methods do.

@@ -77,7 +77,11 @@ type Options struct {
 	// taking turns like any other paths, so that the machine's drift hits
 	// both alike. The ratios then include each variant over its path.
 	VariantEnv []string
-	Log        *slog.Logger
+	// VariantProxy, when set, is the weft-proxy binary the variant's
+	// sidecars run (alone or with VariantEnv): a build of another commit,
+	// to compare two versions of the code within one run.
+	VariantProxy string
+	Log          *slog.Logger
 	// Out receives the rendered table.
 	Out io.Writer
 }
@@ -242,7 +246,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 	}
 	if want("weft-plain") || want("weft-mtls") || want("weft-mtls-h1") {
-		sec, err := setupWeft(ctx, log, ps, weftBin, proxyBin, tmp, echoAddr, o.SidecarEnv, o.VariantEnv, want, add)
+		sec, err := setupWeft(ctx, log, ps, weftBin, proxyBin, tmp, echoAddr, o.SidecarEnv, o.VariantEnv, o.VariantProxy, want, add)
 		if err != nil {
 			return nil, err
 		}
@@ -585,7 +589,7 @@ func setupNginx(ctx context.Context, ps *processes, bin string, unavailable erro
 // DestinationRule disables TLS. It returns a description of the security
 // the binaries have.
 func setupWeft(ctx context.Context, log *slog.Logger, ps *processes, weftBin, proxyBin, tmp, echoAddr string, sidecarEnv, variantEnv []string,
-	want func(string) bool, add func(name, title, transport string) *pathRun) (string, error) {
+	variantProxy string, want func(string) bool, add func(name, title, transport string) *pathRun) (string, error) {
 	dir := filepath.Join(tmp, "weft")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -642,25 +646,33 @@ spec:
 		transport string
 		// env is added to the sidecars' environment (the variant's).
 		env []string
+		// bin is the sidecars' weft-proxy binary, when not the tree's
+		// (the variant's).
+		bin string
 	}
 	var variants []pair
 	for _, pp := range []pair{
-		{"weft-plain", "weft → weft, mTLS disabled", "echo-plain", false, "", nil},
+		{"weft-plain", "weft → weft, mTLS disabled", "echo-plain", false, "", nil, ""},
 		{"weft-mtls", "weft → weft, mTLS (default)", "echo", true,
-			"mTLS (TLS 1.3), HTTP/2 (ALPN h2): every request multiplexed over HTTP/2, the default", nil},
+			"mTLS (TLS 1.3), HTTP/2 (ALPN h2): every request multiplexed over HTTP/2, the default", nil, ""},
 		{"weft-mtls-h1", "weft → weft, mTLS, DO_NOT_UPGRADE", "echo-h1", true,
-			"mTLS (TLS 1.3), HTTP/1.1 (ALPN http/1.1) as the client sent it: DestinationRule `h2UpgradePolicy: DO_NOT_UPGRADE`", nil},
+			"mTLS (TLS 1.3), HTTP/1.1 (ALPN http/1.1) as the client sent it: DestinationRule `h2UpgradePolicy: DO_NOT_UPGRADE`", nil, ""},
 	} {
 		if !want(pp.name) {
 			continue
 		}
 		variants = append(variants, pp)
-		if len(variantEnv) > 0 {
+		if len(variantEnv) > 0 || variantProxy != "" {
 			v := pp
 			v.name += variantSuffix
-			v.title += " [+" + strings.Join(variantEnv, ",") + "]"
+			var what []string
+			if variantProxy != "" {
+				what = append(what, filepath.Base(variantProxy))
+			}
+			v.title += " [+" + strings.Join(append(what, variantEnv...), ",") + "]"
 			v.service += "-b"
 			v.env = variantEnv
+			v.bin = variantProxy
 			variants = append(variants, v)
 		}
 	}
@@ -668,11 +680,11 @@ spec:
 		p := add(pp.name, pp.title, "")
 		log.Info("starting sidecars", "path", pp.name, "service", pp.service)
 		env := append(slices.Clone(sidecarEnv), pp.env...)
-		server, err := m.startSidecar(ctx, ps, pp.name+" server sidecar", pp.service, pp.service, echoAddr, env)
+		server, err := m.startSidecar(ctx, ps, pp.name+" server sidecar", pp.service, pp.service, echoAddr, env, pp.bin)
 		if err != nil {
 			return "", err
 		}
-		client, err := m.startSidecar(ctx, ps, pp.name+" client sidecar", "bench-client-"+pp.service, "bench-client", echoAddr, env)
+		client, err := m.startSidecar(ctx, ps, pp.name+" client sidecar", "bench-client-"+pp.service, "bench-client", echoAddr, env, pp.bin)
 		if err != nil {
 			return "", err
 		}

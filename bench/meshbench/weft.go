@@ -189,8 +189,12 @@ type sidecar struct {
 
 // startSidecar runs a weft-proxy for service (with identity namespace
 // "default" and service account sa) in front of appAddr, and waits until
-// it has its first configuration. env is added to its environment.
-func (m *weftMesh) startSidecar(ctx context.Context, ps *processes, name, service, sa, appAddr string, env []string) (*sidecar, error) {
+// it has its first configuration. env is added to its environment; bin,
+// when set, is the binary to run instead of the tree's.
+func (m *weftMesh) startSidecar(ctx context.Context, ps *processes, name, service, sa, appAddr string, env []string, bin string) (*sidecar, error) {
+	if bin == "" {
+		bin = m.proxyBin
+	}
 	s := &sidecar{service: service}
 	for _, a := range []*string{&s.inbound, &s.outbound, &s.adminAt} {
 		var err error
@@ -209,7 +213,7 @@ func (m *weftMesh) startSidecar(ctx context.Context, ps *processes, name, servic
 		args = append(args, "--service-account", sa, "--token-file", tokFile, "--ca-file", m.caFile)
 	}
 	var err error
-	if s.proc, err = ps.startEnv(name, env, m.proxyBin, args...); err != nil {
+	if s.proc, err = ps.startEnv(name, env, bin, args...); err != nil {
 		return nil, err
 	}
 	err = waitFor(ctx, s.proc, 30*time.Second, name+" ready", func() error {

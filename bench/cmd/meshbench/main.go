@@ -44,6 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	profile := fs.String("profile", "", "save pprof CPU and allocation profiles of the weft sidecars during every load into this directory (they skew the figures)")
 	sidecarEnv := fs.String("sidecar-env", "", "comma-separated KEY=value pairs added to every weft sidecar's environment (for A/B runs, e.g. GOGC=200)")
 	variantEnv := fs.String("variant-env", "", "comma-separated KEY=value pairs: add a copy of every weft path whose sidecars also get them, for an A/B comparison within one run")
+	variantProxy := fs.String("variant-proxy", "", "a weft-proxy binary (a build of another commit, say): add a copy of every weft path whose sidecars run it, for an A/B comparison of two versions within one run")
 	command := fs.String("command", "", "how this run was started, for the record (default: the go run command line)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -95,6 +96,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *variantEnv != "" {
 		o.VariantEnv = strings.Split(*variantEnv, ",")
+	}
+	if *variantProxy != "" {
+		if o.VariantProxy, err = filepath.Abs(*variantProxy); err != nil {
+			fmt.Fprintln(stderr, "meshbench:", err)
+			return 2
+		}
 	}
 	if *rounds > 0 {
 		o.Rounds = *rounds

@@ -86,6 +86,17 @@ func h1Eligible(r *http.Request) bool {
 	return !expect
 }
 
+// peekAfter is how long a connection must have been idle before get
+// checks that the upstream has not closed it. A server closes a keep-alive
+// connection either on its last response (Connection: close, and it is
+// never pooled) or after an idle timeout of seconds; one closed sooner
+// fails the exchange before any response byte, and that is sent again on
+// a new connection (errH1Retry) like one that closes as the request goes
+// out, which no check can rule out. Under load a connection is idle for
+// microseconds to milliseconds, so the check's system call, one a request,
+// is skipped where it would nearly never find anything.
+const peekAfter = 100 * time.Millisecond
+
 // get returns an idle connection to addr that still looks alive, or dials
 // a new one. reused says which.
 func (p *h1Pool) get(ctx context.Context, addr string, fresh bool) (pc *h1Conn, reused bool, err error) {
@@ -101,7 +112,7 @@ func (p *h1Pool) get(ctx context.Context, addr string, fresh bool) (pc *h1Conn, 
 		conns[n-1] = nil
 		p.idle[addr] = conns[:n-1]
 		p.mu.Unlock()
-		if time.Since(pc.idleAt) < p.idleTimeout && pc.alive() {
+		if idle := time.Since(pc.idleAt); idle < p.idleTimeout && (idle < peekAfter || pc.alive()) {
 			p.reuses.Add(1)
 			return pc, true, nil
 		}

@@ -86,7 +86,8 @@ func TestH1Pool(t *testing.T) {
 		p.src.Store(p.config(t, []route.VirtualHostSpec{simpleVhost("up", "up", 0)}, clusterDef{"up", []string{up.ln.Addr().String()}}))
 		for i, body := range []string{"first", "second", "third"} {
 			if i > 0 {
-				time.Sleep(20 * time.Millisecond) // let the close reach the proxy's socket
+				// Idle long enough for the liveness check, which finds the close.
+				time.Sleep(peekAfter + 20*time.Millisecond)
 			}
 			if code, got := post(t, p, body); code != 200 || got != body {
 				t.Fatalf("request %d: got %d %q, want 200 %q", i, code, got, body)
@@ -94,6 +95,24 @@ func TestH1Pool(t *testing.T) {
 		}
 		if n := up.connections(); n != 3 {
 			t.Errorf("upstream saw %d connections, want 3 (one per request)", n)
+		}
+	})
+
+	t.Run("a connection the upstream closed right after its response is not reused either, and the POSTs go through", func(t *testing.T) {
+		// Sent at once, before the liveness check would run (peekAfter):
+		// the request meets the closed connection and goes again.
+		up := startRawUpstream(t, func(_ int, _ *http.Request, body string) (string, bool) {
+			return "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body, true
+		})
+		p := startProxy(t, nil)
+		p.src.Store(p.config(t, []route.VirtualHostSpec{simpleVhost("up", "up", 0)}, clusterDef{"up", []string{up.ln.Addr().String()}}))
+		for i, body := range []string{"first", "second", "third", "fourth"} {
+			if code, got := post(t, p, body); code != 200 || got != body {
+				t.Fatalf("request %d: got %d %q, want 200 %q", i, code, got, body)
+			}
+		}
+		if n := up.connections(); n != 4 {
+			t.Errorf("upstream saw %d connections, want 4 (one per request)", n)
 		}
 	})
 

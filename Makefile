@@ -65,7 +65,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzOwnServerAgreesWithNetHTTP$$' -fuzztime $(or $(FUZZTIME),12000x) ./internal/proxy/h2server/
 	$(GO) test -run '^$$' -fuzz '^FuzzResponseAgreesWithNetHTTP$$' -fuzztime $(or $(FUZZTIME),100000x) ./internal/proxy/forward/
 	$(GO) test -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(or $(FUZZTIME),100000x) ./internal/proxy/h2frame/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseRequestURI$$' -fuzztime $(or $(FUZZTIME),100000x) ./internal/proxy/h2server/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),100000x) ./internal/proxy/requri/
 
 # The benchmark against nginx (bench/, results in docs/PERFORMANCE.md and
 # bench/results/): fortio, weft and nginx on loopback, under 5 minutes. It

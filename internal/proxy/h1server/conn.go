@@ -315,9 +315,10 @@ func (c *conn) serveRequest() (keep bool) {
 		rb = b
 	}
 	w.body = b
+	w.url = h.url
 	c.tmpl = http.Request{
 		Method:        h.method,
-		URL:           h.url,
+		URL:           &w.url,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,

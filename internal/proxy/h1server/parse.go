@@ -7,13 +7,15 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/weft-mesh/weft/internal/proxy/requri"
 )
 
 // head is one request head as the loop parsed it, or the reason it must
 // go to net/http instead.
 type head struct {
 	method, target string
-	url            *url.URL
+	url            url.URL // copied into the request's own (response.url)
 	proto11        bool
 	header         http.Header
 	host           string
@@ -63,11 +65,10 @@ func parseHead(b []byte, h *head) bool {
 	if method == http.MethodConnect || method == "PRI" {
 		return false
 	}
-	u, err := url.ParseRequestURI(target)
-	if err != nil {
+	if err := requri.Parse(&h.url, target); err != nil {
 		return false
 	}
-	h.method, h.target, h.url = method, target, u
+	h.method, h.target = method, target
 
 	// One value slot per line, as net/textproto sizes its map. The map is
 	// the connection's, kept from its last request (serveRequest empties
@@ -128,7 +129,7 @@ func parseHead(b []byte, h *head) bool {
 	case hosts > 1, hosts == 0 && h.proto11, hosts == 1 && !httpguts.ValidHostHeader(host):
 		return false
 	}
-	h.host = u.Host
+	h.host = h.url.Host
 	if h.host == "" {
 		h.host = host
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -65,6 +66,7 @@ type response struct {
 	// The request, its context and its body, allocated with the
 	// response.
 	reqStore http.Request
+	url      url.URL // reqStore.URL
 	ctx      reqctx.Context
 	reqBody  body
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/weft-mesh/weft/internal/proxy/h2frame"
 	"github.com/weft-mesh/weft/internal/proxy/reqctx"
+	"github.com/weft-mesh/weft/internal/proxy/requri"
 )
 
 type streamState uint8
@@ -197,7 +198,7 @@ func (st *stream) buildRequest(f *http2.MetaHeadersFrame) error {
 		*u = url.URL{Host: authority}
 		requestURI = authority
 	} else {
-		if err := parseRequestURI(u, path); err != nil {
+		if err := requri.Parse(u, path); err != nil {
 			return bad
 		}
 		requestURI = path
@@ -248,41 +249,6 @@ func (st *stream) buildRequest(f *http2.MetaHeadersFrame) error {
 		}
 	}
 	return nil
-}
-
-// parseRequestURI sets *u to what url.ParseRequestURI makes of target.
-// The usual target, a path of characters the url package leaves as they
-// are (no query, no escapes), is a URL with only its Path, made here
-// without the url package's allocation.
-func parseRequestURI(u *url.URL, target string) error {
-	if plainPath(target) {
-		*u = url.URL{Path: target}
-		return nil
-	}
-	v, err := url.ParseRequestURI(target)
-	if err != nil {
-		return err
-	}
-	*u = *v
-	return nil
-}
-
-// plainPath reports whether p is an absolute path that url.URL keeps
-// verbatim in Path, with no RawPath: nothing to unescape, and nothing
-// its EscapedPath would escape.
-func plainPath(p string) bool {
-	if p == "" || p[0] != '/' {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-_.~$&+,/:;=@", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // endStream ends the request body: io.EOF, or the Content-Length

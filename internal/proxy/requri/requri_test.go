@@ -1,4 +1,4 @@
-package h2server
+package requri
 
 import (
 	"net/url"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// requestTargets are request targets of every kind parseRequestURI
+// requestTargets are request targets of every kind Parse
 // meets: plain paths it makes itself, and the rest.
 var requestTargets = []string{
 	"/", "/reviews/1", "/a//b", "//host/path", "/a:b;c=d,e+f$g&h@i~j-k_l.m", "/../x", "/a.b/./c",
@@ -20,26 +20,26 @@ func TestParseRequestURIAgreesWithURL(t *testing.T) {
 	}
 }
 
-func FuzzParseRequestURI(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, target := range requestTargets {
 		f.Add(target)
 	}
 	f.Fuzz(checkParseRequestURI)
 }
 
-// checkParseRequestURI fails t unless parseRequestURI makes of target
+// checkParseRequestURI fails t unless Parse makes of target
 // what url.ParseRequestURI does.
 func checkParseRequestURI(t *testing.T, target string) {
 	want, wantErr := url.ParseRequestURI(target)
 	var got url.URL
-	err := parseRequestURI(&got, target)
+	err := Parse(&got, target)
 	if (err != nil) != (wantErr != nil) {
-		t.Fatalf("parseRequestURI(%q): error %v, url.ParseRequestURI's %v", target, err, wantErr)
+		t.Fatalf("Parse(%q): error %v, url.ParseRequestURI's %v", target, err, wantErr)
 	}
 	if err == nil && !reflect.DeepEqual(&got, want) {
-		t.Errorf("parseRequestURI(%q) = %#v, url.ParseRequestURI's %#v", target, got, *want)
+		t.Errorf("Parse(%q) = %#v, url.ParseRequestURI's %#v", target, got, *want)
 	}
 	if plainPath(target) && got.String() != target {
-		t.Errorf("parseRequestURI(%q).String() = %q", target, got.String())
+		t.Errorf("Parse(%q).String() = %q", target, got.String())
 	}
 }

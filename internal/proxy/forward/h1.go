@@ -338,8 +338,10 @@ func (x *h1Exchange) send(ctx context.Context, head []byte, out *http.Request, d
 // several writes, after any of which a wait could stall the exchange, so
 // it is written plainly.
 func writeRequest(c net.Conn, head []byte) (int, error) {
-	if w, ok := c.(interface{ WriteThenWait([]byte) (int, error) }); ok {
-		return w.WriteThenWait(head)
+	if w, ok := c.(interface {
+		WriteThenWait([]byte, func() bool) (int, error)
+	}); ok {
+		return w.WriteThenWait(head, nil)
 	}
 	return c.Write(head)
 }

@@ -284,8 +284,9 @@ func (w *response) SetReadDeadline(t time.Time) error {
 
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
 
-// finish completes the response after the handler returned and writes it
-// out.
+// finish completes the response after the handler returned. Its end is
+// left in c.out, for serveRequest to write or to hold for the loop's
+// flushThenWait.
 func (w *response) finish() {
 	w.handlerDone = true
 	if !w.wroteHeader {
@@ -312,7 +313,7 @@ func (w *response) finish() {
 		// read the next response as the rest of this one.
 		w.closeAfter = true
 	}
-	c.flush()
+	// The caller (serveRequest) flushes c.out, or holds it for the loop.
 }
 
 // writeHead appends the framing headers, as net/http's server decides

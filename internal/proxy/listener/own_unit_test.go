@@ -225,3 +225,79 @@ func TestOwnLoopShutdown(t *testing.T) {
 	_ = own
 	_ = handed
 }
+
+// Shutdown while keep-alive clients send request after request: a
+// connection is closed only between a response and the next request, so
+// every request the handler served has its whole response at the client.
+// (The loop writes a response as it begins to wait for the next request,
+// and marks the connection idle for Shutdown only once it is written.)
+func TestOwnLoopShutdownCutsNoResponse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	served := map[string]int{} // by client address
+	total := 0
+	many := make(chan struct{})
+	s := New("test", ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		served[r.RemoteAddr]++
+		total++
+		if total == 200 {
+			close(many)
+		}
+		mu.Unlock()
+		_, _ = io.WriteString(w, "done")
+	}), slog.New(slog.DiscardHandler))
+	s.SetOwnHTTP1(true)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.Serve() }()
+
+	const clients, maxRequests = 8, 5000
+	var wg sync.WaitGroup
+	got := make([]int, clients)
+	addrs := make([]string, clients)
+	for i := range clients {
+		c, br := dialRaw(t, ln.Addr().String())
+		addrs[i] = c.LocalAddr().String()
+		wg.Go(func() {
+			for range maxRequests {
+				if _, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+					return
+				}
+				res, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+				if err != nil {
+					return // closed between responses, as Shutdown may
+				}
+				b, err := io.ReadAll(res.Body)
+				if err != nil || string(b) != "done" {
+					t.Errorf("client %d: a cut response: %q, %v", i, b, err)
+					return
+				}
+				got[i]++
+			}
+		})
+	}
+	select {
+	case <-many:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the clients got nowhere")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	wg.Wait()
+	if err := <-serveErr; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, a := range addrs {
+		if served[a] != got[i] {
+			t.Errorf("client %d: the handler served %d requests, the client got %d responses", i, served[a], got[i])
+		}
+	}
+}

@@ -282,7 +282,6 @@ func (c *h2Client) newConn(ctx context.Context, addr string) (*h2Conn, error) {
 		client:            c,
 		addr:              addr,
 		nc:                nc,
-		bw:                bufio.NewWriterSize(nc, 16<<10),
 		streams:           make(map[uint32]*h2Stream),
 		nextID:            1,
 		maxStreams:        h2DefaultMaxStreams,
@@ -293,15 +292,17 @@ func (c *h2Client) newConn(ctx context.Context, addr string) (*h2Conn, error) {
 		recvWindow:        h2ConnWindow,
 	}
 	cc.cond = sync.NewCond(&cc.mu)
+	cc.wcond.L = &cc.wmu
 	br := bufio.NewReaderSize(nc, 16<<10)
-	cc.fr = http2.NewFramer(cc.bw, br)
+	cc.fr = http2.NewFramer(&cc.wq, br)
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
 	cc.fr.SetReuseFrames()
 	cc.rd = h2frame.NewFrameReader(cc.fr, br)
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 
 	// The preface, our settings and the connection window, in one write.
-	_, err = cc.bw.WriteString(http2.ClientPreface)
+	cc.wmu.Lock()
+	_, err = cc.wq.Write([]byte(http2.ClientPreface))
 	if err == nil {
 		err = cc.fr.WriteSettings(
 			http2.Setting{ID: http2.SettingEnablePush, Val: 0},
@@ -313,8 +314,9 @@ func (c *h2Client) newConn(ctx context.Context, addr string) (*h2Conn, error) {
 		err = cc.fr.WriteWindowUpdate(0, h2ConnWindow-65535)
 	}
 	if err == nil {
-		err = cc.bw.Flush()
+		err = cc.flushLocked()
 	}
+	cc.wmu.Unlock()
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -334,9 +336,16 @@ type h2Conn struct {
 	rd     *h2frame.FrameReader // readLoop's: reads fr, decoding header blocks
 
 	// wmu serializes writes: frames, and the header encoder whose state
-	// must follow the order of the header blocks on the wire.
+	// must follow the order of the header blocks on the wire. The framer
+	// writes into wq, and flushLocked sends it: one goroutine at a time
+	// (writing), with wmu released meanwhile, so that frames queued by
+	// others go out together with the next write (see flushLocked).
 	wmu      sync.Mutex
-	bw       *bufio.Writer
+	wq       frameQueue
+	spare    []byte
+	writing  bool
+	werr     error         // the write that failed; the connection is done
+	wcond    sync.Cond     // L is &wmu: the write in progress ended
 	fr       *http2.Framer // its read side belongs to readLoop
 	henc     *hpack.Encoder
 	hbuf     bytes.Buffer
@@ -416,7 +425,7 @@ func (cc *h2Conn) closeIfIdle() {
 	if cc.wmu.TryLock() {
 		_ = cc.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_ = cc.fr.WriteGoAway(0, http2.ErrCodeNo, nil)
-		_ = cc.bw.Flush()
+		_ = cc.flushLocked()
 		cc.wmu.Unlock()
 	}
 	cc.nc.Close()
@@ -490,6 +499,7 @@ func (s *h2Stream) finishHead() {
 func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.HeaderField, body []byte) (*http.Response, error) {
 	s := &h2Stream{cc: cc, req: r, notify: make(chan struct{}, 1), recvWindow: h2StreamWindow}
 	cc.wmu.Lock()
+	cc.roomLocked(len(body))
 	cc.mu.Lock()
 	if cc.err != nil || cc.goAway {
 		err := cc.err
@@ -530,7 +540,7 @@ func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.He
 		err = cc.writeData(s.id, body, true)
 	}
 	if err == nil {
-		err = cc.bw.Flush()
+		err = cc.flushLocked()
 	}
 	cc.wmu.Unlock()
 	if err != nil {
@@ -611,9 +621,10 @@ func (cc *h2Conn) sendBody(ctx context.Context, s *h2Stream, body []byte) error 
 		}
 		cc.mu.Unlock()
 		cc.wmu.Lock()
+		cc.roomLocked(int(m))
 		err := cc.writeData(s.id, body[:m], last)
 		if err == nil {
-			err = cc.bw.Flush()
+			err = cc.flushLocked()
 		}
 		cc.wmu.Unlock()
 		if err != nil {
@@ -628,6 +639,62 @@ func (cc *h2Conn) sendBody(ctx context.Context, s *h2Stream, body []byte) error 
 		body = body[m:]
 	}
 	return nil
+}
+
+// frameQueue is where the framer writes: frames wait in it, under wmu,
+// for flushLocked.
+type frameQueue struct{ b []byte }
+
+func (q *frameQueue) Write(p []byte) (int, error) {
+	q.b = append(q.b, p...)
+	return len(p), nil
+}
+
+// h2MaxPendingWrite is how much may wait in wq while another goroutine
+// writes before a writer waits for that write to end (roomLocked): the
+// socket's backpressure still reaches the senders of large bodies.
+const h2MaxPendingWrite = 64 << 10
+
+// roomLocked waits, wmu held, until n more bytes may go into wq.
+func (cc *h2Conn) roomLocked(n int) {
+	for cc.writing && len(cc.wq.b)+n > h2MaxPendingWrite && cc.werr == nil {
+		cc.wcond.Wait()
+	}
+}
+
+// flushLocked sends the queued frames; wmu is held, released during the
+// write and held again on return. When another goroutine is writing it
+// returns at once: that goroutine sends what was queued meanwhile with
+// its next write. So requests that many handlers send at once (a burst
+// from the client's connections) leave in one or two system calls and
+// TLS records, where each used to take its own in turn. A write that
+// fails is reported to the goroutine that made it; the others' streams
+// fail with the connection (fail), as when the server goes away.
+func (cc *h2Conn) flushLocked() error {
+	if cc.werr != nil {
+		return cc.werr
+	}
+	if cc.writing || len(cc.wq.b) == 0 {
+		return nil
+	}
+	cc.writing = true
+	for len(cc.wq.b) > 0 && cc.werr == nil {
+		out := cc.wq.b
+		cc.wq.b = cc.spare[:0]
+		cc.wmu.Unlock()
+		_, err := cc.nc.Write(out)
+		cc.wmu.Lock()
+		if cap(out) <= 256<<10 {
+			cc.spare = out[:0]
+		}
+		if err != nil {
+			cc.werr = err
+		}
+		cc.wcond.Broadcast()
+	}
+	cc.writing = false
+	cc.wcond.Broadcast()
+	return cc.werr
 }
 
 // writeHeaders encodes hdr and writes HEADERS and any CONTINUATION
@@ -672,7 +739,7 @@ func (cc *h2Conn) writeControl(write func(fr *http2.Framer) error) {
 	cc.wmu.Lock()
 	err := write(cc.fr)
 	if err == nil {
-		err = cc.bw.Flush()
+		err = cc.flushLocked()
 	}
 	cc.wmu.Unlock()
 	if err != nil {

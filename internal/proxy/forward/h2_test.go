@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -744,4 +745,76 @@ func TestH2ClientWaitsForTheServersSettingsBeforeABody(t *testing.T) {
 			t.Fatalf("round %d: %d %q, want 200 %q", i, res.StatusCode, got, strconv.Itoa(len(body)))
 		}
 	}
+}
+
+// gatedConn counts its writes once armed, and holds the first of them
+// until gate is closed.
+type gatedConn struct {
+	net.Conn
+	armed  atomic.Bool
+	writes atomic.Int32
+	gate   chan struct{}
+}
+
+func (c *gatedConn) Write(p []byte) (int, error) {
+	if c.armed.Load() && c.writes.Add(1) == 1 {
+		<-c.gate
+	}
+	return c.Conn.Write(p)
+}
+
+// Requests sent while a write is in progress go out together with the
+// next write, not one write each behind it.
+func TestH2ClientRequestsDuringAWriteShareTheNextWrite(t *testing.T) {
+	srv := startH2Server(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(w, r.Body)
+	}, nil)
+	cfg := srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2"}
+	conns := make(chan *gatedConn, 1)
+	c := newH2Client(func(ctx context.Context, addr string) (net.Conn, error) {
+		nc, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		gc := &gatedConn{Conn: nc, gate: make(chan struct{})}
+		conns <- gc
+		return gc, nil
+	}, &http.Transport{TLSClientConfig: cfg}, time.Minute)
+	t.Cleanup(c.close)
+	send := func(body string) error {
+		r := srv.request(t, testContext(t), "POST", "/", body)
+		res, err := c.RoundTrip(r)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		got, err := io.ReadAll(res.Body)
+		if err == nil && string(got) != body {
+			err = fmt.Errorf("echoed %q, want %q", got, body)
+		}
+		return err
+	}
+	if err := send("warm-up"); err != nil {
+		t.Fatal(err)
+	}
+	gc := <-conns
+	time.Sleep(50 * time.Millisecond) // the connection's set-up frames are out
+	gc.armed.Store(true)
+	const requests = 8
+	errs := make(chan error, requests)
+	for i := range requests {
+		go func() { errs <- send(fmt.Sprintf("request %d", i)) }()
+	}
+	time.Sleep(100 * time.Millisecond) // all of them queued behind the held write
+	close(gc.gate)
+	for range requests {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := gc.writes.Load(); n > requests/2 {
+		t.Errorf("%d requests took %d writes, want them to share a few", requests, n)
+	}
+	t.Logf("%d requests in %d writes", requests, gc.writes.Load())
 }

@@ -96,6 +96,13 @@ type conn struct {
 	henc *hpack.Encoder
 	hbuf bytes.Buffer
 	werr error
+	// writing is set while a goroutine writes, with wmu released (see
+	// writeLocked); out is the buffer it writes, spare the one wbuf
+	// takes meanwhile. wcond (L is &wmu) wakes writers that wait for a
+	// long wbuf to drain.
+	writing bool
+	spare   []byte
+	wcond   sync.Cond
 
 	kick      chan struct{} // wakes the writer goroutine
 	done      chan struct{} // closed when the connection ends
@@ -136,6 +143,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, tlsState *tls.Connecti
 	}
 	c.recvWin = int64(c.connWin)
 	c.sendCond.L = &c.mu
+	c.wcond.L = &c.wmu
 	c.br = readers.Get().(*bufio.Reader)
 	c.br.Reset(nc)
 	c.fr = http2.NewFramer(nil, c.br)
@@ -712,7 +720,7 @@ func (c *conn) flushCtl() {
 		c.mu.Unlock()
 		return
 	}
-	c.wbuf = append(c.wbuf[:0], c.ctl...)
+	c.wbuf = append(c.wbuf, c.ctl...)
 	c.ctl = c.ctl[:0]
 	c.applyTableSizeLocked()
 	c.mu.Unlock()
@@ -728,26 +736,57 @@ func (c *conn) applyTableSizeLocked() {
 	}
 }
 
-// writeLocked writes wbuf; wmu is held. A failed write closes the
-// connection, which ends the reader.
+// maxPendingWrite is how much wbuf may hold while another goroutine
+// writes; a response that would go past it waits for the write to end
+// (roomLocked) before it appends, so the socket's backpressure still
+// reaches the handlers (the flow-control windows, 16 MiB for a connection
+// from weft's own client, would let far more pile up), and a stream reset
+// meanwhile still fails its handler's write.
+const maxPendingWrite = 64 << 10
+
+// roomLocked waits, wmu held, until n more bytes may go into wbuf.
+func (c *conn) roomLocked(n int) {
+	for c.writing && len(c.wbuf)+n > maxPendingWrite && c.werr == nil {
+		c.wcond.Wait()
+	}
+}
+
+// writeLocked writes wbuf; wmu is held, released during the write and
+// held again on return. Frames appended while a write is in progress go
+// out with that write's successor, made by the goroutine that is
+// writing: a writer that finds another writing leaves its frames to it
+// and returns at once. So the responses of streams that end together
+// leave together, in one system call and TLS record, where each used to
+// take its own, one after the other. The frames keep their order, and so
+// the header encoder's. A failed write closes the connection, which ends
+// the reader; writers whose frames it carried see the stream or the
+// connection fail, as a peer that closed would make them.
 func (c *conn) writeLocked() error {
 	if c.werr != nil {
 		return c.werr
 	}
-	if len(c.wbuf) == 0 {
+	if c.writing || len(c.wbuf) == 0 {
 		return nil
 	}
-	_, err := c.nc.Write(c.wbuf)
-	if cap(c.wbuf) > 256<<10 {
-		c.wbuf = nil
-	} else {
-		c.wbuf = c.wbuf[:0]
+	c.writing = true
+	for len(c.wbuf) > 0 && c.werr == nil {
+		out := c.wbuf
+		c.wbuf = c.spare[:0]
+		c.wmu.Unlock()
+		_, err := c.nc.Write(out)
+		c.wmu.Lock()
+		if cap(out) <= 256<<10 {
+			c.spare = out[:0]
+		}
+		if err != nil {
+			c.werr = err
+			c.nc.Close()
+		}
+		c.wcond.Broadcast()
 	}
-	if err != nil {
-		c.werr = err
-		c.nc.Close()
-	}
-	return err
+	c.writing = false
+	c.wcond.Broadcast()
+	return c.werr
 }
 
 // goAway queues GOAWAY with code; no new stream is taken after it.

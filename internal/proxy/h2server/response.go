@@ -441,7 +441,7 @@ func (w *responseWriter) write100Continue() {
 		c.mu.Unlock()
 		return
 	}
-	c.wbuf = append(c.wbuf[:0], c.ctl...)
+	c.wbuf = append(c.wbuf, c.ctl...)
 	c.ctl = c.ctl[:0]
 	c.applyTableSizeLocked()
 	maxFrame := c.maxFrame
@@ -483,6 +483,7 @@ func (c *conn) writeResponse(st *stream, head *respHead, p []byte, endData bool,
 		last := n == len(p)
 		ended := head != nil && head.endStream || last && (endData || tr != nil)
 		c.wmu.Lock()
+		c.roomLocked(n)
 		c.mu.Lock()
 		if err := st.sendErrLocked(); err != nil {
 			if n > 0 {
@@ -496,7 +497,7 @@ func (c *conn) writeResponse(st *stream, head *respHead, p []byte, endData bool,
 			c.wmu.Unlock()
 			return err
 		}
-		c.wbuf = append(c.wbuf[:0], c.ctl...)
+		c.wbuf = append(c.wbuf, c.ctl...)
 		c.ctl = c.ctl[:0]
 		c.applyTableSizeLocked()
 		maxFrame := c.maxFrame

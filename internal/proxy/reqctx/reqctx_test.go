@@ -188,6 +188,11 @@ func TestParentCancellationPropagates(t *testing.T) {
 	if !errors.Is(c.Err(), context.Canceled) {
 		t.Fatalf("Err = %v", c.Err())
 	}
+	// Cancel closes Done first and runs the hook after, outside its lock,
+	// on the goroutine of the parent's AfterFunc: it may still be coming.
+	for deadline := time.Now().Add(5 * time.Second); h.n.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if h.n.Load() != 1 {
 		t.Fatal("hook did not run on the parent's cancel")
 	}

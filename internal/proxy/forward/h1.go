@@ -336,12 +336,15 @@ func (x *h1Exchange) send(ctx context.Context, head []byte, out *http.Request, d
 // rawio.Conn.WriteThenWait), which saves the read that would otherwise
 // find nothing, a system call per request. Over TLS the request can be
 // several writes, after any of which a wait could stall the exchange, so
-// it is written plainly.
+// it is written plainly. The wait relies on the upstream sending nothing
+// between a response and the next request: an upstream that closed the
+// connection meanwhile resets it when the request arrives, which ends the
+// wait, and one idle for peekAfter or more is checked first; one that only
+// half-closed and still reads would leave the exchange to its timeout or
+// the client's cancellation, where a read would have seen the end at once.
 func writeRequest(c net.Conn, head []byte) (int, error) {
-	if w, ok := c.(interface {
-		WriteThenWait([]byte, func() bool) (int, error)
-	}); ok {
-		return w.WriteThenWait(head, nil)
+	if w, ok := c.(interface{ WriteThenWait([]byte) (int, error) }); ok {
+		return w.WriteThenWait(head)
 	}
 	return c.Write(head)
 }

@@ -51,17 +51,6 @@ type conn struct {
 	rdl    time.Time    // the read deadline in force
 	werr   error        // the first write error; the connection is done
 
-	// waiter is nc when its writes can wait for the reply (rawio): the
-	// last response of a request is then written as the wait for the next
-	// request begins (flushThenWait), and the read that would find
-	// nothing is saved. written is its hook, made once; wrote says it ran.
-	waiter interface {
-		WriteThenWait([]byte, func() bool) (int, error)
-	}
-	written func() bool
-	wrote   bool
-	idleOK  bool // the hook's setIdle result
-
 	lastPost bool
 
 	mu     sync.Mutex // guards idle and closed, against Shutdown
@@ -96,39 +85,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 	c.outp = outBufs.Get().(*[]byte)
 	c.out = (*c.outp)[:0]
 	c.hdr = make(http.Header)
-	if w, ok := nc.(interface {
-		WriteThenWait([]byte, func() bool) (int, error)
-	}); ok {
-		c.waiter = w
-		c.written = c.markIdleWritten
-	}
 	return c
-}
-
-// flushThenWait writes the pending response and waits for the next
-// request to begin, the connection idle (for Shutdown to close) from the
-// moment the response is out, not before, so that no finished response is
-// cut off. It reports false when the connection must end.
-func (c *conn) flushThenWait() bool {
-	c.wrote, c.idleOK = false, false
-	if c.werr == nil {
-		_, c.werr = c.waiter.WriteThenWait(c.out, c.written)
-	}
-	c.out = c.out[:0]
-	if c.werr != nil {
-		return false
-	}
-	if !c.wrote {
-		return c.setIdle(true) // written in parts, without the wait
-	}
-	return c.idleOK
-}
-
-// markIdleWritten is flushThenWait's hook, between the write and the wait.
-func (c *conn) markIdleWritten() bool {
-	c.wrote = true
-	c.idleOK = c.setIdle(true)
-	return c.idleOK
 }
 
 // connReader reads the socket, after the byte a watch read, if any.
@@ -195,7 +152,6 @@ func (c *conn) serve() {
 	handedOff := false
 	defer func() {
 		if !handedOff {
-			c.flush() // a response still held for flushThenWait
 			c.mu.Lock()
 			c.closed = true
 			c.mu.Unlock()
@@ -210,28 +166,16 @@ func (c *conn) serve() {
 	want := 1
 	for ; ; want = 4 {
 		if c.br.Buffered() < want {
-			if len(c.out) > 0 {
-				// The last response is still to go (serveRequest held
-				// it): out with the wait for the next request.
-				c.idleDeadline()
-				if !c.flushThenWait() {
-					return
-				}
-			} else {
-				if !c.setIdle(true) {
-					return
-				}
-				c.idleDeadline()
+			if !c.setIdle(true) {
+				return
 			}
+			c.idleDeadline()
 			_, err := c.br.Peek(want)
 			if !c.setIdle(false) || err != nil {
 				return
 			}
-		} else {
-			c.flush() // the next request is here already (pipelined)
-			if c.werr != nil || c.s.shuttingDown() {
-				return
-			}
+		} else if c.s.shuttingDown() {
+			return
 		}
 		if c.lastPost {
 			// As net/http: up to four CR or LF bytes after a POST's body
@@ -404,15 +348,17 @@ func (c *conn) serveRequest() (keep bool) {
 		return false
 	}
 	c.disarmWatch()
-	w.finish() // the response's end is in c.out
+	w.finish()
+	if c.werr != nil {
+		return false
+	}
 	if b != nil {
 		b.mu.Lock()
 		left := b.n
 		b.closed = true
 		b.mu.Unlock()
 		if left > 0 {
-			c.flush() // the response goes out before the rest of the body is read
-			if c.werr != nil || left > maxDrain || w.closeAfter {
+			if left > maxDrain || w.closeAfter {
 				return false
 			}
 			if _, err := c.br.Discard(int(left)); err != nil {
@@ -420,11 +366,7 @@ func (c *conn) serveRequest() (keep bool) {
 			}
 		}
 	}
-	keep = !w.closeAfter && !c.gone
-	if !keep || c.waiter == nil {
-		c.flush()
-	} // else the loop writes it as it waits for the next request
-	return keep && c.werr == nil
+	return !w.closeAfter && !c.gone
 }
 
 // runHandler calls the handler, and recovers and logs a panic in it as

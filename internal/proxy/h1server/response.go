@@ -284,9 +284,8 @@ func (w *response) SetReadDeadline(t time.Time) error {
 
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
 
-// finish completes the response after the handler returned. Its end is
-// left in c.out, for serveRequest to write or to hold for the loop's
-// flushThenWait.
+// finish completes the response after the handler returned and writes it
+// out.
 func (w *response) finish() {
 	w.handlerDone = true
 	if !w.wroteHeader {
@@ -313,7 +312,7 @@ func (w *response) finish() {
 		// read the next response as the rest of this one.
 		w.closeAfter = true
 	}
-	// The caller (serveRequest) flushes c.out, or holds it for the loop.
+	c.flush()
 }
 
 // writeHead appends the framing headers, as net/http's server decides

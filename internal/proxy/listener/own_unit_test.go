@@ -301,3 +301,51 @@ func TestOwnLoopShutdownCutsNoResponse(t *testing.T) {
 		}
 	}
 }
+
+// What the client sends while a handler runs (a pipelined request, or the
+// end of its side of the connection) is served or seen once the response
+// is out, not left waiting: a wait for the next request that skipped the
+// read would miss what had arrived before it began.
+func TestOwnLoopSeesWhatArrivedDuringTheHandler(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New("test", ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond) // the client's next bytes arrive meanwhile
+		_, _ = io.WriteString(w, r.URL.Path)
+	}), slog.New(slog.DiscardHandler))
+	s.SetOwnHTTP1(true)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		<-served
+	})
+
+	t.Run("a request pipelined during the handler is served", func(t *testing.T) {
+		c, br := dialRaw(t, ln.Addr().String())
+		_, _ = io.WriteString(c, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+		time.Sleep(20 * time.Millisecond)
+		_, _ = io.WriteString(c, "GET /second HTTP/1.1\r\nHost: a\r\n\r\n")
+		for _, want := range []string{"/first", "/second"} {
+			if _, body := readResponse(t, br, "GET"); body != want {
+				t.Fatalf("got %q, want %q", body, want)
+			}
+		}
+	})
+
+	t.Run("a half-close during the handler closes the connection after the response", func(t *testing.T) {
+		c, br := dialRaw(t, ln.Addr().String())
+		_, _ = io.WriteString(c, "GET /only HTTP/1.1\r\nHost: a\r\n\r\n")
+		_ = c.(*net.TCPConn).CloseWrite()
+		if _, body := readResponse(t, br, "GET"); body != "/only" {
+			t.Fatalf("got %q", body)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("after the response: %v, want the server's close", err)
+		}
+	})
+}

@@ -28,13 +28,11 @@ type Conn struct {
 	r  direction // Read's
 	w  direction // Write's
 
-	// WriteThenWait's state, under w.mu: its callback, the caller's
-	// written hook, whether the callback wrote all of w.buf and began the
-	// wait, and how often it ran.
-	wtFn      func(fd uintptr) bool
-	wtWritten func() bool
-	wtWrote   bool
-	wtCalls   int
+	// WriteThenWait's state, under w.mu: its callback, and whether the
+	// callback wrote all of w.buf and so began the wait.
+	wtFn    func(fd uintptr) bool
+	wtWrote bool
+	wtCalls int
 }
 
 // direction is one direction's call state: one call at a time, its buffer
@@ -152,11 +150,6 @@ func (c *Conn) writeAll(fd uintptr) bool {
 // before the goroutine parks. An error of the wait is not reported; the
 // read that follows meets it.
 //
-// written, when not nil, is called once p is all out and before the wait
-// begins, on the caller's goroutine; the wait is skipped when it returns
-// false. It is not called when p did not go out in one go (then there is
-// no wait either), and it must not close the connection.
-//
 // The write is made from inside syscall.RawConn.Read's callback, after the
 // poller has begun the read. That order is what makes it safe: the poller
 // forgets a connection's readiness when a read begins, so a wait begun
@@ -164,13 +157,22 @@ func (c *Conn) writeAll(fd uintptr) bool {
 // wake (docs/PERFORMANCE.md, "waiting for the response before the first
 // read"). When the socket takes only part of p, the rest goes as Write
 // sends it, and there is no wait.
-func (c *Conn) WriteThenWait(p []byte, written func() bool) (int, error) {
+//
+// For the same reason, whatever arrived since the last read and before
+// the call is forgotten too: the wait would not end for it. So the call is
+// only for a connection whose peer sends nothing unasked, as an HTTP/1.1
+// server between a response and the next request (a close it makes then
+// is answered by a reset when the request arrives, which ends the wait).
+// A server's wait for its client's next request is not such a case: the
+// client may pipeline a request or half-close meanwhile (FuzzOwnLoop-
+// AgreesWithNetHTTP hung on both when h1server tried it).
+func (c *Conn) WriteThenWait(p []byte) (int, error) {
 	c.w.mu.Lock()
 	c.w.buf, c.w.n, c.w.errno = p, 0, 0
-	c.wtWritten, c.wtWrote, c.wtCalls = written, false, 0
+	c.wtWrote, c.wtCalls = false, 0
 	_ = c.rc.Read(c.wtFn)
 	n, errno, calls := c.w.n, c.w.errno, c.wtCalls
-	c.w.buf, c.wtWritten = nil, nil
+	c.w.buf = nil
 	c.w.mu.Unlock()
 	switch {
 	case errno != 0:
@@ -199,7 +201,7 @@ func (c *Conn) writeThenWaitOnce(fd uintptr) bool {
 		return true // the socket is full, or the write failed: no wait
 	}
 	c.wtWrote = true
-	return c.wtWritten != nil && !c.wtWritten()
+	return false
 }
 
 // opError wraps err as net.TCPConn's methods do.

@@ -16,7 +16,7 @@ func TestWriteThenWaitReturnsOnceThereIsAReply(t *testing.T) {
 	w := c.(*Conn)
 	done := make(chan error, 1)
 	go func() {
-		_, err := w.WriteThenWait([]byte("ping"), nil)
+		_, err := w.WriteThenWait([]byte("ping"))
 		done <- err
 	}()
 	buf := make([]byte, 4)
@@ -57,7 +57,7 @@ func TestWriteThenWaitSeesAnImmediateReply(t *testing.T) {
 			msg := []byte("ping-ping")
 			buf := make([]byte, len(msg))
 			for i := range exchanges {
-				if _, err := w.WriteThenWait(msg, nil); err != nil {
+				if _, err := w.WriteThenWait(msg); err != nil {
 					errs <- fmt.Errorf("exchange %d: %w", i, err)
 					return
 				}
@@ -80,7 +80,7 @@ func TestWriteThenWaitErrors(t *testing.T) {
 	t.Run("a read deadline ends the wait, and the read that follows reports it", func(t *testing.T) {
 		c, s := pair(t)
 		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		if n, err := c.(*Conn).WriteThenWait([]byte("ping"), nil); n != 4 || err != nil {
+		if n, err := c.(*Conn).WriteThenWait([]byte("ping")); n != 4 || err != nil {
 			t.Fatalf("WriteThenWait: %d, %v; want 4 and no error", n, err)
 		}
 		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -95,7 +95,7 @@ func TestWriteThenWaitErrors(t *testing.T) {
 	t.Run("a read deadline already past still lets the write go out", func(t *testing.T) {
 		c, s := pair(t)
 		_ = c.SetReadDeadline(time.Now().Add(-time.Second))
-		if n, err := c.(*Conn).WriteThenWait([]byte("ping"), nil); n != 4 || err != nil {
+		if n, err := c.(*Conn).WriteThenWait([]byte("ping")); n != 4 || err != nil {
 			t.Fatalf("WriteThenWait: %d, %v; want 4 and no error", n, err)
 		}
 		buf := make([]byte, 4)
@@ -108,7 +108,7 @@ func TestWriteThenWaitErrors(t *testing.T) {
 		c, _ := pair(t)
 		done := make(chan error, 1)
 		go func() {
-			_, err := c.(*Conn).WriteThenWait([]byte("ping"), nil)
+			_, err := c.(*Conn).WriteThenWait([]byte("ping"))
 			done <- err
 		}()
 		time.Sleep(20 * time.Millisecond) // let it wait; the test holds either way
@@ -124,7 +124,7 @@ func TestWriteThenWaitErrors(t *testing.T) {
 	t.Run("a closed connection is a write error", func(t *testing.T) {
 		c, _ := pair(t)
 		c.Close()
-		if _, err := c.(*Conn).WriteThenWait([]byte("ping"), nil); !errors.Is(err, net.ErrClosed) {
+		if _, err := c.(*Conn).WriteThenWait([]byte("ping")); !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("WriteThenWait on a closed connection: %v", err)
 		}
 	})
@@ -140,7 +140,7 @@ func TestWriteThenWaitLargeWrite(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		n, err := c.(*Conn).WriteThenWait(big, nil)
+		n, err := c.(*Conn).WriteThenWait(big)
 		if err == nil && n != len(big) {
 			err = errors.New("short write")
 		}
@@ -163,7 +163,7 @@ func TestWriteThenWaitAllocatesNothing(t *testing.T) {
 	msg := []byte("ping")
 	buf := make([]byte, len(msg))
 	exchange := func() {
-		if _, err := w.WriteThenWait(msg, nil); err != nil {
+		if _, err := w.WriteThenWait(msg); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := io.ReadFull(c, buf); err != nil {
@@ -174,43 +174,4 @@ func TestWriteThenWaitAllocatesNothing(t *testing.T) {
 	if allocs := testing.AllocsPerRun(200, exchange); allocs != 0 {
 		t.Fatalf("an exchange allocated %v times, want 0", allocs)
 	}
-}
-
-func TestWriteThenWaitCallsWrittenBeforeTheWait(t *testing.T) {
-	t.Run("after the write and before the reply", func(t *testing.T) {
-		c, s := pair(t)
-		called := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.(*Conn).WriteThenWait([]byte("ping"), func() bool { close(called); return true })
-			done <- err
-		}()
-		buf := make([]byte, 4)
-		if _, err := io.ReadFull(s, buf); err != nil {
-			t.Fatal(err)
-		}
-		<-called // written ran, and WriteThenWait still waits for the reply
-		select {
-		case err := <-done:
-			t.Fatalf("WriteThenWait returned (%v) before any reply", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if _, err := s.Write([]byte("pong")); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	})
-
-	t.Run("false skips the wait", func(t *testing.T) {
-		c, s := pair(t)
-		if n, err := c.(*Conn).WriteThenWait([]byte("ping"), func() bool { return false }); n != 4 || err != nil {
-			t.Fatalf("WriteThenWait: %d, %v", n, err)
-		}
-		buf := make([]byte, 4)
-		if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "ping" {
-			t.Fatalf("the peer read %q, %v", buf, err)
-		}
-	})
 }

@@ -97,9 +97,9 @@ type conn struct {
 	hbuf bytes.Buffer
 	werr error
 	// writing is set while a goroutine writes, with wmu released (see
-	// writeLocked); out is the buffer it writes, spare the one wbuf
-	// takes meanwhile. wcond (L is &wmu) wakes writers that wait for a
-	// long wbuf to drain.
+	// writeLocked); spare is the buffer wbuf takes while the previous
+	// one is being written. wcond (L is &wmu) wakes writers that wait
+	// for a long wbuf to drain.
 	writing bool
 	spare   []byte
 	wcond   sync.Cond

@@ -292,7 +292,7 @@ func (c *h2Client) newConn(ctx context.Context, addr string) (*h2Conn, error) {
 		recvWindow:        h2ConnWindow,
 	}
 	cc.cond = sync.NewCond(&cc.mu)
-	cc.wcond.L = &cc.wmu
+	cc.wq.Init(&cc.wmu)
 	br := bufio.NewReaderSize(nc, 16<<10)
 	cc.fr = http2.NewFramer(&cc.wq, br)
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
@@ -337,15 +337,9 @@ type h2Conn struct {
 
 	// wmu serializes writes: frames, and the header encoder whose state
 	// must follow the order of the header blocks on the wire. The framer
-	// writes into wq, and flushLocked sends it: one goroutine at a time
-	// (writing), with wmu released meanwhile, so that frames queued by
-	// others go out together with the next write (see flushLocked).
+	// writes into wq; flushLocked sends it (see h2frame.WriteQueue).
 	wmu      sync.Mutex
-	wq       frameQueue
-	spare    []byte
-	writing  bool
-	werr     error         // the write that failed; the connection is done
-	wcond    sync.Cond     // L is &wmu: the write in progress ended
+	wq       h2frame.WriteQueue
 	fr       *http2.Framer // its read side belongs to readLoop
 	henc     *hpack.Encoder
 	hbuf     bytes.Buffer
@@ -479,12 +473,8 @@ func (s *h2Stream) ContextCanceled() {
 }
 
 // stopWatchLocked takes the stream's hook off its request's context; cc.mu
-// is held. It may be called more than once.
-func (s *h2Stream) stopWatchLocked() {
-	if s.watch.Active() {
-		s.watch.Stop()
-	}
-}
+// is held. It may be called more than once (a stopped Watch is zero).
+func (s *h2Stream) stopWatchLocked() { s.watch.Stop() }
 
 // finishHead wakes the request waiting for the response head, once.
 func (s *h2Stream) finishHead() {
@@ -499,7 +489,7 @@ func (s *h2Stream) finishHead() {
 func (cc *h2Conn) roundTrip(ctx context.Context, r *http.Request, hdr []hpack.HeaderField, body []byte) (*http.Response, error) {
 	s := &h2Stream{cc: cc, req: r, notify: make(chan struct{}, 1), recvWindow: h2StreamWindow}
 	cc.wmu.Lock()
-	cc.roomLocked(len(body))
+	cc.wq.Room(len(body))
 	cc.mu.Lock()
 	if cc.err != nil || cc.goAway {
 		err := cc.err
@@ -621,7 +611,7 @@ func (cc *h2Conn) sendBody(ctx context.Context, s *h2Stream, body []byte) error 
 		}
 		cc.mu.Unlock()
 		cc.wmu.Lock()
-		cc.roomLocked(int(m))
+		cc.wq.Room(int(m))
 		err := cc.writeData(s.id, body[:m], last)
 		if err == nil {
 			err = cc.flushLocked()
@@ -641,61 +631,12 @@ func (cc *h2Conn) sendBody(ctx context.Context, s *h2Stream, body []byte) error 
 	return nil
 }
 
-// frameQueue is where the framer writes: frames wait in it, under wmu,
-// for flushLocked.
-type frameQueue struct{ b []byte }
-
-func (q *frameQueue) Write(p []byte) (int, error) {
-	q.b = append(q.b, p...)
-	return len(p), nil
-}
-
-// h2MaxPendingWrite is how much may wait in wq while another goroutine
-// writes before a writer waits for that write to end (roomLocked): the
-// socket's backpressure still reaches the senders of large bodies.
-const h2MaxPendingWrite = 64 << 10
-
-// roomLocked waits, wmu held, until n more bytes may go into wq.
-func (cc *h2Conn) roomLocked(n int) {
-	for cc.writing && len(cc.wq.b)+n > h2MaxPendingWrite && cc.werr == nil {
-		cc.wcond.Wait()
-	}
-}
-
-// flushLocked sends the queued frames; wmu is held, released during the
-// write and held again on return. When another goroutine is writing it
-// returns at once: that goroutine sends what was queued meanwhile with
-// its next write. So requests that many handlers send at once (a burst
-// from the client's connections) leave in one or two system calls and
-// TLS records, where each used to take its own in turn. A write that
-// fails is reported to the goroutine that made it; the others' streams
-// fail with the connection (fail), as when the server goes away.
-func (cc *h2Conn) flushLocked() error {
-	if cc.werr != nil {
-		return cc.werr
-	}
-	if cc.writing || len(cc.wq.b) == 0 {
-		return nil
-	}
-	cc.writing = true
-	for len(cc.wq.b) > 0 && cc.werr == nil {
-		out := cc.wq.b
-		cc.wq.b = cc.spare[:0]
-		cc.wmu.Unlock()
-		_, err := cc.nc.Write(out)
-		cc.wmu.Lock()
-		if cap(out) <= 256<<10 {
-			cc.spare = out[:0]
-		}
-		if err != nil {
-			cc.werr = err
-		}
-		cc.wcond.Broadcast()
-	}
-	cc.writing = false
-	cc.wcond.Broadcast()
-	return cc.werr
-}
+// flushLocked sends the queued frames (h2frame.WriteQueue.Flush: when
+// another goroutine is writing, it sends them with its next write); wmu
+// is held, released during the write and held again on return. A write
+// that fails is reported to the goroutine that made it, which fails the
+// connection; the others' streams fail with it.
+func (cc *h2Conn) flushLocked() error { return cc.wq.Flush(cc.nc) }
 
 // writeHeaders encodes hdr and writes HEADERS and any CONTINUATION
 // frames. The caller holds wmu.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/internal/conntest"
 	"github.com/weft-mesh/weft/internal/proxy/reqctx"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -376,20 +377,38 @@ func TestH2ClientCancellation(t *testing.T) {
 	defer close(release)
 	c := srv.client(t)
 
-	t.Run("a context ended before the response resets the stream", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(testContext(t))
-		go func() {
-			time.Sleep(50 * time.Millisecond)
-			cancel()
-		}()
-		_, err := c.RoundTrip(srv.request(t, ctx, "GET", "/hang", ""))
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("err = %v, want context.Canceled", err)
-		}
-		if got := <-cancelled; got != "hang" {
-			t.Errorf("the server saw %q cancelled", got)
-		}
-	})
+	// Both kinds of context: a plain one, and the reqctx.Context the
+	// sidecar's servers give requests, on which the stream hangs a hook
+	// instead of selecting on Done.
+	for _, kind := range []struct {
+		name string
+		make func(t *testing.T) (context.Context, func())
+	}{
+		{"a context", func(t *testing.T) (context.Context, func()) {
+			ctx, cancel := context.WithCancel(testContext(t))
+			return ctx, cancel
+		}},
+		{"a server request context", func(t *testing.T) (context.Context, func()) {
+			rc := new(reqctx.Context)
+			rc.Init(testContext(t))
+			return rc, func() { rc.Cancel(nil) }
+		}},
+	} {
+		t.Run(kind.name+" ended before the response resets the stream", func(t *testing.T) {
+			ctx, cancel := kind.make(t)
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				cancel()
+			}()
+			_, err := c.RoundTrip(srv.request(t, ctx, "GET", "/hang", ""))
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("err = %v, want context.Canceled", err)
+			}
+			if got := <-cancelled; got != "hang" {
+				t.Errorf("the server saw %q cancelled", got)
+			}
+		})
+	}
 
 	t.Run("closing a body before its end resets the stream", func(t *testing.T) {
 		res, err := c.RoundTrip(srv.request(t, testContext(t), "GET", "/stream", ""))
@@ -401,24 +420,6 @@ func TestH2ClientCancellation(t *testing.T) {
 		}
 		res.Body.Close()
 		if got := <-cancelled; got != "stream" {
-			t.Errorf("the server saw %q cancelled", got)
-		}
-	})
-
-	// The sidecar's servers give requests a reqctx.Context, on which the
-	// stream hangs a hook instead of selecting on Done.
-	t.Run("a server request context ended before the response resets the stream", func(t *testing.T) {
-		var rc reqctx.Context
-		rc.Init(testContext(t))
-		go func() {
-			time.Sleep(50 * time.Millisecond)
-			rc.Cancel(nil)
-		}()
-		_, err := c.RoundTrip(srv.request(t, &rc, "GET", "/hang", ""))
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("err = %v, want context.Canceled", err)
-		}
-		if got := <-cancelled; got != "hang" {
 			t.Errorf("the server saw %q cancelled", got)
 		}
 	})
@@ -747,22 +748,6 @@ func TestH2ClientWaitsForTheServersSettingsBeforeABody(t *testing.T) {
 	}
 }
 
-// gatedConn counts its writes once armed, and holds the first of them
-// until gate is closed.
-type gatedConn struct {
-	net.Conn
-	armed  atomic.Bool
-	writes atomic.Int32
-	gate   chan struct{}
-}
-
-func (c *gatedConn) Write(p []byte) (int, error) {
-	if c.armed.Load() && c.writes.Add(1) == 1 {
-		<-c.gate
-	}
-	return c.Conn.Write(p)
-}
-
 // Requests sent while a write is in progress go out together with the
 // next write, not one write each behind it.
 func TestH2ClientRequestsDuringAWriteShareTheNextWrite(t *testing.T) {
@@ -771,13 +756,13 @@ func TestH2ClientRequestsDuringAWriteShareTheNextWrite(t *testing.T) {
 	}, nil)
 	cfg := srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	cfg.NextProtos = []string{"h2"}
-	conns := make(chan *gatedConn, 1)
+	conns := make(chan *conntest.Gated, 1)
 	c := newH2Client(func(ctx context.Context, addr string) (net.Conn, error) {
 		nc, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return nil, err
 		}
-		gc := &gatedConn{Conn: nc, gate: make(chan struct{})}
+		gc := conntest.NewGated(nc)
 		conns <- gc
 		return gc, nil
 	}, &http.Transport{TLSClientConfig: cfg}, time.Minute)
@@ -800,21 +785,21 @@ func TestH2ClientRequestsDuringAWriteShareTheNextWrite(t *testing.T) {
 	}
 	gc := <-conns
 	time.Sleep(50 * time.Millisecond) // the connection's set-up frames are out
-	gc.armed.Store(true)
+	gc.Armed.Store(true)
 	const requests = 8
 	errs := make(chan error, requests)
 	for i := range requests {
 		go func() { errs <- send(fmt.Sprintf("request %d", i)) }()
 	}
 	time.Sleep(100 * time.Millisecond) // all of them queued behind the held write
-	close(gc.gate)
+	close(gc.Gate)
 	for range requests {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := gc.writes.Load(); n > requests/2 {
+	if n := gc.Writes.Load(); n > requests/2 {
 		t.Errorf("%d requests took %d writes, want them to share a few", requests, n)
 	}
-	t.Logf("%d requests in %d writes", requests, gc.writes.Load())
+	t.Logf("%d requests in %d writes", requests, gc.Writes.Load())
 }

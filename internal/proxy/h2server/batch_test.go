@@ -6,28 +6,13 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/weft-mesh/weft/internal/proxy/internal/conntest"
 )
-
-// gatedConn counts its writes once armed, and holds the first of them
-// until gate is closed.
-type gatedConn struct {
-	net.Conn
-	armed  atomic.Bool
-	writes atomic.Int32
-	gate   chan struct{}
-}
-
-func (c *gatedConn) Write(p []byte) (int, error) {
-	if c.armed.Load() && c.writes.Add(1) == 1 {
-		<-c.gate
-	}
-	return c.Conn.Write(p)
-}
 
 // Responses that end while a write is in progress go out together with
 // the next write, not one write each behind it.
@@ -44,7 +29,7 @@ func TestResponsesEndingDuringAWriteShareTheNextWrite(t *testing.T) {
 		defer handled.Done()
 		_, _ = io.WriteString(w, "ok")
 	})}
-	conns := make(chan *gatedConn, 1)
+	conns := make(chan *conntest.Gated, 1)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -52,7 +37,7 @@ func TestResponsesEndingDuringAWriteShareTheNextWrite(t *testing.T) {
 		if err != nil {
 			return
 		}
-		gc := &gatedConn{Conn: c, gate: make(chan struct{})}
+		gc := conntest.NewGated(c)
 		conns <- gc
 		s.ServeConn(context.Background(), gc, nil)
 	}()
@@ -63,13 +48,13 @@ func TestResponsesEndingDuringAWriteShareTheNextWrite(t *testing.T) {
 	gc := <-conns
 	// Let the server's answers to the connection's set-up go out first.
 	time.Sleep(50 * time.Millisecond)
-	gc.armed.Store(true)
+	gc.Armed.Store(true)
 	for i := range streams {
 		rc.headers(uint32(2*i+1), true, getReq...)
 	}
 	handled.Wait()
 	time.Sleep(100 * time.Millisecond) // the last responses are queued after their handlers return
-	close(gc.gate)
+	close(gc.Gate)
 
 	got := 0
 	for got < streams {
@@ -77,8 +62,8 @@ func TestResponsesEndingDuringAWriteShareTheNextWrite(t *testing.T) {
 			got++
 		}
 	}
-	if n := gc.writes.Load(); n > streams/2 {
+	if n := gc.Writes.Load(); n > streams/2 {
 		t.Errorf("%d responses took %d writes, want them to share a few", streams, n)
 	}
-	t.Logf("%d responses in %d writes", streams, gc.writes.Load())
+	t.Logf("%d responses in %d writes", streams, gc.Writes.Load())
 }

@@ -92,17 +92,9 @@ type conn struct {
 	// the order of the header blocks on the wire, so it is used under
 	// wmu too.
 	wmu  sync.Mutex
-	wbuf []byte
+	wq   h2frame.WriteQueue // frames to write, and the group commit
 	henc *hpack.Encoder
 	hbuf bytes.Buffer
-	werr error
-	// writing is set while a goroutine writes, with wmu released (see
-	// writeLocked); spare is the buffer wbuf takes while the previous
-	// one is being written. wcond (L is &wmu) wakes writers that wait
-	// for a long wbuf to drain.
-	writing bool
-	spare   []byte
-	wcond   sync.Cond
 
 	kick      chan struct{} // wakes the writer goroutine
 	done      chan struct{} // closed when the connection ends
@@ -143,7 +135,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, tlsState *tls.Connecti
 	}
 	c.recvWin = int64(c.connWin)
 	c.sendCond.L = &c.mu
-	c.wcond.L = &c.wmu
+	c.wq.Init(&c.wmu)
 	c.br = readers.Get().(*bufio.Reader)
 	c.br.Reset(nc)
 	c.fr = http2.NewFramer(nil, c.br)
@@ -170,7 +162,7 @@ func (c *conn) serve() {
 	defer c.teardown()
 	// Our SETTINGS go first, before the preface is read, as net/http's
 	// server does; nothing else can be writing yet.
-	b := c.wbuf[:0]
+	b := c.wq.Buf[:0]
 	b = appendSettings(b,
 		http2.Setting{ID: http2.SettingMaxFrameSize, Val: maxReadFrameSize},
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: c.maxStreams},
@@ -181,7 +173,7 @@ func (c *conn) serve() {
 		b = appendWindowUpdate(b, 0, uint32(d))
 	}
 	c.unackedSettings++
-	c.wbuf = b[:0]
+	c.wq.Buf = b[:0]
 	d := c.s.ReadHeaderTimeout
 	if d <= 0 {
 		d = prefaceTimeout
@@ -720,7 +712,7 @@ func (c *conn) flushCtl() {
 		c.mu.Unlock()
 		return
 	}
-	c.wbuf = append(c.wbuf, c.ctl...)
+	c.wq.Buf = append(c.wq.Buf, c.ctl...)
 	c.ctl = c.ctl[:0]
 	c.applyTableSizeLocked()
 	c.mu.Unlock()
@@ -736,57 +728,16 @@ func (c *conn) applyTableSizeLocked() {
 	}
 }
 
-// maxPendingWrite is how much wbuf may hold while another goroutine
-// writes; a response that would go past it waits for the write to end
-// (roomLocked) before it appends, so the socket's backpressure still
-// reaches the handlers (the flow-control windows, 16 MiB for a connection
-// from weft's own client, would let far more pile up), and a stream reset
-// meanwhile still fails its handler's write.
-const maxPendingWrite = 64 << 10
-
-// roomLocked waits, wmu held, until n more bytes may go into wbuf.
-func (c *conn) roomLocked(n int) {
-	for c.writing && len(c.wbuf)+n > maxPendingWrite && c.werr == nil {
-		c.wcond.Wait()
-	}
-}
-
-// writeLocked writes wbuf; wmu is held, released during the write and
-// held again on return. Frames appended while a write is in progress go
-// out with that write's successor, made by the goroutine that is
-// writing: a writer that finds another writing leaves its frames to it
-// and returns at once. So the responses of streams that end together
-// leave together, in one system call and TLS record, where each used to
-// take its own, one after the other. The frames keep their order, and so
-// the header encoder's. A failed write closes the connection, which ends
-// the reader; writers whose frames it carried see the stream or the
-// connection fail, as a peer that closed would make them.
+// writeLocked writes the queued frames (h2frame.WriteQueue.Flush: when
+// another goroutine is writing, it sends them with its next write); wmu
+// is held, released during the write and held again on return. A failed
+// write closes the connection, which ends the reader.
 func (c *conn) writeLocked() error {
-	if c.werr != nil {
-		return c.werr
+	err := c.wq.Flush(c.nc)
+	if err != nil {
+		c.nc.Close()
 	}
-	if c.writing || len(c.wbuf) == 0 {
-		return nil
-	}
-	c.writing = true
-	for len(c.wbuf) > 0 && c.werr == nil {
-		out := c.wbuf
-		c.wbuf = c.spare[:0]
-		c.wmu.Unlock()
-		_, err := c.nc.Write(out)
-		c.wmu.Lock()
-		if cap(out) <= 256<<10 {
-			c.spare = out[:0]
-		}
-		if err != nil {
-			c.werr = err
-			c.nc.Close()
-		}
-		c.wcond.Broadcast()
-	}
-	c.writing = false
-	c.wcond.Broadcast()
-	return c.werr
+	return err
 }
 
 // goAway queues GOAWAY with code; no new stream is taken after it.

@@ -441,14 +441,14 @@ func (w *responseWriter) write100Continue() {
 		c.mu.Unlock()
 		return
 	}
-	c.wbuf = append(c.wbuf, c.ctl...)
+	c.wq.Buf = append(c.wq.Buf, c.ctl...)
 	c.ctl = c.ctl[:0]
 	c.applyTableSizeLocked()
 	maxFrame := c.maxFrame
 	c.mu.Unlock()
 	c.hbuf.Reset()
 	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
-	c.wbuf = appendHeaderBlock(c.wbuf, st.id, c.hbuf.Bytes(), false, maxFrame)
+	c.wq.Buf = appendHeaderBlock(c.wq.Buf, st.id, c.hbuf.Bytes(), false, maxFrame)
 	_ = c.writeLocked()
 }
 
@@ -483,7 +483,7 @@ func (c *conn) writeResponse(st *stream, head *respHead, p []byte, endData bool,
 		last := n == len(p)
 		ended := head != nil && head.endStream || last && (endData || tr != nil)
 		c.wmu.Lock()
-		c.roomLocked(n)
+		c.wq.Room(n)
 		c.mu.Lock()
 		if err := st.sendErrLocked(); err != nil {
 			if n > 0 {
@@ -497,7 +497,7 @@ func (c *conn) writeResponse(st *stream, head *respHead, p []byte, endData bool,
 			c.wmu.Unlock()
 			return err
 		}
-		c.wbuf = append(c.wbuf, c.ctl...)
+		c.wq.Buf = append(c.wq.Buf, c.ctl...)
 		c.ctl = c.ctl[:0]
 		c.applyTableSizeLocked()
 		maxFrame := c.maxFrame
@@ -510,20 +510,20 @@ func (c *conn) writeResponse(st *stream, head *respHead, p []byte, endData bool,
 		}
 		c.mu.Unlock()
 		if head != nil {
-			c.wbuf = appendHeaderBlock(c.wbuf, st.id, c.encodeHead(head), head.endStream, maxFrame)
+			c.wq.Buf = appendHeaderBlock(c.wq.Buf, st.id, c.encodeHead(head), head.endStream, maxFrame)
 			if head.status >= 200 || head.status == 0 {
 				st.finalSent = true
 			}
 			head = nil
 		}
 		if n > 0 || (last && endData) {
-			c.wbuf = appendData(c.wbuf, st.id, p[:n], last && endData, maxFrame)
+			c.wq.Buf = appendData(c.wq.Buf, st.id, p[:n], last && endData, maxFrame)
 		}
 		if last && tr != nil {
-			c.wbuf = appendHeaderBlock(c.wbuf, st.id, c.encodeHead(tr), true, maxFrame)
+			c.wq.Buf = appendHeaderBlock(c.wq.Buf, st.id, c.encodeHead(tr), true, maxFrame)
 		}
 		if rst {
-			c.wbuf = appendRSTStream(c.wbuf, st.id, http2.ErrCodeNo)
+			c.wq.Buf = appendRSTStream(c.wq.Buf, st.id, http2.ErrCodeNo)
 		}
 		err := c.writeLocked()
 		c.wmu.Unlock()

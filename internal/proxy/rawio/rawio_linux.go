@@ -28,10 +28,9 @@ type Conn struct {
 	r  direction // Read's
 	w  direction // Write's
 
-	// WriteThenWait's state, under w.mu: its callback, and whether the
-	// callback wrote all of w.buf and so began the wait.
+	// WriteThenWait's state, under w.mu: its callback, and how often it
+	// ran (0: the read never began; more than 1: it wrote and waited).
 	wtFn    func(fd uintptr) bool
-	wtWrote bool
 	wtCalls int
 }
 
@@ -169,7 +168,7 @@ func (c *Conn) writeAll(fd uintptr) bool {
 func (c *Conn) WriteThenWait(p []byte) (int, error) {
 	c.w.mu.Lock()
 	c.w.buf, c.w.n, c.w.errno = p, 0, 0
-	c.wtWrote, c.wtCalls = false, 0
+	c.wtCalls = 0
 	_ = c.rc.Read(c.wtFn)
 	n, errno, calls := c.w.n, c.w.errno, c.wtCalls
 	c.w.buf = nil
@@ -193,15 +192,12 @@ func (c *Conn) WriteThenWait(p []byte) (int, error) {
 // next, after the wait, ends it.
 func (c *Conn) writeThenWaitOnce(fd uintptr) bool {
 	c.wtCalls++
-	if c.wtWrote {
+	if c.wtCalls > 1 {
 		return true // readable now, or woken for another reason: the read will tell
 	}
 	c.writeAll(fd)
-	if c.w.n < len(c.w.buf) || c.w.errno != 0 {
-		return true // the socket is full, or the write failed: no wait
-	}
-	c.wtWrote = true
-	return false
+	// Wait unless the socket is full or the write failed.
+	return c.w.n < len(c.w.buf) || c.w.errno != 0
 }
 
 // opError wraps err as net.TCPConn's methods do.

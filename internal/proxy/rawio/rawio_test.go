@@ -80,13 +80,23 @@ func TestReadWriteEOF(t *testing.T) {
 // reads, with every byte in order.
 func TestLargeWriteWaitsForTheReader(t *testing.T) {
 	c, s := pair(t)
+	checkLargeWrite(t, c, s, c.Write)
+}
+
+// checkLargeWrite writes more than the sockets hold from c with write and
+// checks that s reads all of it.
+func checkLargeWrite(t *testing.T, c, s net.Conn, write func([]byte) (int, error)) {
+	t.Helper()
 	big := make([]byte, 16<<20)
 	for i := range big {
 		big[i] = byte(i * 7)
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Write(big)
+		n, err := write(big)
+		if err == nil && n != len(big) {
+			err = errors.New("short write")
+		}
 		c.(interface{ CloseWrite() error }).CloseWrite()
 		done <- err
 	}()

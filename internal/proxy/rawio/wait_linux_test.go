@@ -134,26 +134,7 @@ func TestWriteThenWaitErrors(t *testing.T) {
 // and all of it arrives.
 func TestWriteThenWaitLargeWrite(t *testing.T) {
 	c, s := pair(t)
-	big := make([]byte, 16<<20)
-	for i := range big {
-		big[i] = byte(i * 7)
-	}
-	done := make(chan error, 1)
-	go func() {
-		n, err := c.(*Conn).WriteThenWait(big)
-		if err == nil && n != len(big) {
-			err = errors.New("short write")
-		}
-		c.(interface{ CloseWrite() error }).CloseWrite()
-		done <- err
-	}()
-	got, err := io.ReadAll(s)
-	if err != nil || !bytes.Equal(got, big) {
-		t.Fatalf("read %d bytes (%v), want the %d written", len(got), err, len(big))
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	checkLargeWrite(t, c, s, c.(*Conn).WriteThenWait)
 }
 
 func TestWriteThenWaitAllocatesNothing(t *testing.T) {

@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// profileDuring starts CPU profiles of every weft sidecar in procs for
-// about d and saves their allocation profiles; the returned function
+// profileDuring starts CPU profiles and execution traces (`go tool
+// trace`; `-pprof=sched` gives where goroutines waited to run) of every
+// weft sidecar in procs for about d and saves their allocation profiles; the returned function
 // waits for the CPU profiles and saves the allocation profiles (and the
 // sidecar's /stats) again, so
 // that `go tool pprof -diff_base <run>-<role>.allocs-before.pprof
@@ -36,6 +37,9 @@ func profileDuring(dir, run string, procs []procRef, d time.Duration) (wait func
 		fetchProfile(client, "http://"+pr.admin+"/debug/pprof/allocs", base+".allocs-before.pprof")
 		wg.Go(func() {
 			fetchProfile(client, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pr.admin, secs), base+".cpu.pprof")
+		})
+		wg.Go(func() {
+			fetchProfile(client, fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", pr.admin, secs), base+".trace")
 		})
 		after = append(after, func() {
 			fetchProfile(client, "http://"+pr.admin+"/debug/pprof/allocs", base+".allocs.pprof")

@@ -18,7 +18,7 @@ import (
 //	GET /healthz/ready  200 once the first full configuration is in, 503 before and while draining
 //	GET /config_dump    JSON: node, xDS status per type, the compiled configuration
 //	GET /stats          counters, one "name value" per line
-//	GET /debug/pprof/   Go's profiles (CPU, heap, allocations, goroutines), as Envoy's admin offers its profilers
+//	GET /debug/pprof/   Go's profiles (CPU, heap, allocations, goroutines) and execution trace, as Envoy's admin offers its profilers
 func (p *Proxy) newAdminServer() *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz/ready", p.handleReady)
@@ -29,6 +29,7 @@ func (p *Proxy) newAdminServer() *http.Server {
 	// only (Options.validate).
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "weft-proxy admin\n  /healthz/ready\n  /config_dump\n  /stats\n  /debug/pprof/\n")

@@ -589,6 +589,12 @@ func TestAdminEndpoints(t *testing.T) {
 			t.Errorf("stats lack %q:\n%s", want, stats)
 		}
 	}
+
+	// The benchmark harness saves execution traces from here.
+	tr := w.get(ctx, t, w.addrs.Admin, "GET", "admin", "/debug/pprof/trace?seconds=0.05")
+	if tr.code != http.StatusOK || !strings.HasPrefix(tr.body, "go 1.") {
+		t.Errorf("GET /debug/pprof/trace: status %d, body starts %q, want 200 and a Go execution trace", tr.code, tr.body[:min(len(tr.body), 20)])
+	}
 }
 
 // allAcked says whether every resource type the client knows has version

@@ -260,13 +260,17 @@ func (h *handler) roundTripFailed(ctx context.Context, w http.ResponseWriter, r 
 // takes part.
 func (h *handler) forwardH1(w http.ResponseWriter, r *http.Request, pool *h1Pool, c *cluster.Cluster, ep cluster.Endpoint, timeout time.Duration) {
 	prepareOutbound(r, c, ep)
-	var x h1Exchange
-	res, err := pool.roundTrip(r.Context(), r, ep.Address, timeout, &x)
+	x := getExchange()
+	res, err := pool.roundTrip(r.Context(), r, ep.Address, timeout, x)
 	if err != nil {
+		putExchange(x)
 		h.roundTripFailed(r.Context(), w, r, c, ep, timeout, err)
 		return
 	}
-	h.relay(w, res, c, ep, &x)
+	// relay releases the exchange's connection; when it panics to abort
+	// the response, x is left to the collector.
+	h.relay(w, res, c, ep, x)
+	putExchange(x)
 }
 
 // prepareOutbound turns the server request r into the request for ep, in

@@ -215,9 +215,39 @@ type h1Exchange struct {
 	hookConn  net.Conn
 	cancelled atomic.Bool
 	deadline  bool
+	// hookRan is set once a Stop of watch came too late: the hook ran or
+	// is running, so the exchange may still be touched and is not reused.
+	hookRan bool
 	// res and body hold the response when readResponse parses it itself.
 	res  http.Response
 	body lengthBody
+}
+
+// exchanges recycles h1Exchanges: one per request otherwise, and the
+// largest allocation of the engine's own HTTP/1.1 path.
+var exchanges = sync.Pool{New: func() any { return new(h1Exchange) }}
+
+// getExchange returns an exchange ready for roundTrip.
+func getExchange() *h1Exchange { return exchanges.Get().(*h1Exchange) }
+
+// putExchange recycles x once the response is relayed and x.finish or
+// x.abort has run, unless the context's hook may still hold it. Nothing
+// else keeps x: the response and its body are x's own fields, read only
+// by relay.
+func putExchange(x *h1Exchange) {
+	if x.hookRan {
+		return
+	}
+	*x = h1Exchange{}
+	exchanges.Put(x)
+}
+
+// stopWatch undoes the context hook, and reports whether it never ran.
+func (x *h1Exchange) stopWatch() bool {
+	if !x.watch.Stop() {
+		x.hookRan = true
+	}
+	return !x.hookRan
 }
 
 // errH1Retry marks a failure on a reused connection before any byte of a
@@ -379,7 +409,7 @@ func (x *h1Exchange) bodyErr(err error) error {
 // abort closes the exchange's connection: the exchange failed or was not
 // read to its end.
 func (x *h1Exchange) abort() {
-	x.watch.Stop()
+	x.stopWatch()
 	if x.pc != nil {
 		x.pc.conn.Close()
 		x.pc = nil
@@ -390,7 +420,7 @@ func (x *h1Exchange) abort() {
 // connection goes back to the pool unless either side said close or the
 // exchange was cancelled meanwhile.
 func (x *h1Exchange) finish(res *http.Response) {
-	if !x.watch.Stop() || res.Close {
+	if !x.stopWatch() || res.Close {
 		x.abort()
 		return
 	}

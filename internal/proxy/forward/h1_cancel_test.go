@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-mesh/weft/internal/proxy/reqctx"
 	"github.com/weft-mesh/weft/internal/proxy/route"
 )
 
@@ -105,5 +106,41 @@ func TestH2ResetAbandonsTheH1Upstream(t *testing.T) {
 		if got, err := get(context.Background(), "/ok"); got != "ok" || err != nil {
 			t.Fatalf("request %d after the reset: %q, %v", i, got, err)
 		}
+	}
+}
+
+// An exchange goes back to the pool only when its context hook never ran:
+// a hook that ran late could otherwise touch the next request's exchange.
+func TestExchangeIsRecycledOnlyWhenItsHookNeverRan(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		cancel   bool
+		recycled bool
+	}{
+		{"an exchange whose context stayed live is recycled", false, true},
+		{"an exchange whose context was cancelled is left to the collector", true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			a, b := net.Pipe()
+			defer a.Close()
+			defer b.Close()
+			x := getExchange()
+			x.hookConn = a
+			x.watch = reqctx.WatchContext(ctx, x)
+			if c.cancel {
+				cancel()
+				deadline := time.Now().Add(5 * time.Second)
+				for !x.cancelled.Load() && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			x.abort()
+			putExchange(x)
+			if recycled := x.hookConn == nil; recycled != c.recycled {
+				t.Errorf("recycled = %v, want %v", recycled, c.recycled)
+			}
+		})
 	}
 }

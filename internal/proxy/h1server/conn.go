@@ -46,6 +46,7 @@ type conn struct {
 	pre    []byte // body written before its framing is decided
 	bufs   [2][]byte
 	hdr    http.Header // the response header map, reused
+	resp   response    // the response writer, reused: see serveRequest
 	h      head
 	tmpl   http.Request // scratch for building each request
 	rdl    time.Time    // the read deadline in force
@@ -299,26 +300,31 @@ func (c *replayConn) CloseWrite() error {
 // response. It reports whether the connection may serve another request.
 func (c *conn) serveRequest() (keep bool) {
 	h := &c.h
-	// The response, the request's context and its body are one
-	// allocation; the context ends when the handler returns, as
-	// net/http's does.
-	w := &response{c: c, header: c.hdr, contentLength: -1,
+	// The response writer is the connection's, reset for each request: a
+	// handler must not use it once it has returned (http.ResponseWriter's
+	// contract), as the header map reused before it already assumed. What
+	// a handler may hand to goroutines that outlive it (the request, its
+	// URL, context and body) is a new allocation each time. The context
+	// ends when the handler returns, as net/http's does.
+	w := &c.resp
+	*w = response{c: c, header: c.hdr, contentLength: -1,
 		isHEAD: h.method == http.MethodHead, proto11: h.proto11, wantsClose: h.wantsClose, wants10KeepAlive: h.keepAlive10}
-	ctx := &w.ctx
+	rq := new(request)
+	ctx := &rq.ctx
 	ctx.Init(c.ctx)
 	defer ctx.Cancel(nil)
 	var b *body
 	var rb io.ReadCloser = http.NoBody
 	if h.contentLength > 0 {
-		w.reqBody = body{c: c, n: h.contentLength}
-		b = &w.reqBody
+		rq.body = body{c: c, n: h.contentLength}
+		b = &rq.body
 		rb = b
 	}
 	w.body = b
-	w.url = h.url
+	rq.url = h.url
 	c.tmpl = http.Request{
 		Method:        h.method,
-		URL:           &w.url,
+		URL:           &rq.url,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
@@ -334,11 +340,10 @@ func (c *conn) serveRequest() (keep bool) {
 		c.tmpl.Proto, c.tmpl.ProtoMinor = "HTTP/1.0", 0
 	}
 	// WithContext is inlined and its copy stays on the stack: the request
-	// lives in the response's allocation.
-	w.reqStore = *c.tmpl.WithContext(ctx)
+	// lives in rq.
+	rq.req = *c.tmpl.WithContext(ctx)
 	c.tmpl = http.Request{}
-	req := &w.reqStore
-	w.req = req
+	req := &rq.req
 	defer clear(c.hdr)
 	defer clear(h.header) // kept for the next request's head; see parseHead
 

@@ -37,8 +37,7 @@ const sniffLen = 512
 // when the first body bytes go out or the handler returns.
 type response struct {
 	c      *conn
-	req    *http.Request
-	body   *body
+	body   *body // the request's
 	header http.Header
 
 	status        int
@@ -62,13 +61,15 @@ type response struct {
 	contentEncoding                  string
 	hasTrailers                      bool
 	trailers                         []string
+}
 
-	// The request, its context and its body, allocated with the
-	// response.
-	reqStore http.Request
-	url      url.URL // reqStore.URL
-	ctx      reqctx.Context
-	reqBody  body
+// request is what serveRequest gives a handler that may outlive it: the
+// request, its URL, its context and its body, in one allocation.
+type request struct {
+	req  http.Request
+	url  url.URL // req.URL
+	ctx  reqctx.Context
+	body body
 }
 
 var (

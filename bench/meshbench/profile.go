@@ -11,13 +11,13 @@ import (
 	"time"
 )
 
-// profileDuring starts CPU profiles and execution traces (`go tool
-// trace`; `-pprof=sched` gives where goroutines waited to run) of every
-// weft sidecar in procs for about d and saves their allocation profiles; the returned function
-// waits for the CPU profiles and saves the allocation profiles (and the
-// sidecar's /stats) again, so
-// that `go tool pprof -diff_base <run>-<role>.allocs-before.pprof
-// <run>-<role>.allocs.pprof` shows what the run allocated. Failures are
+// profileDuring starts CPU profiles and execution traces (read them with
+// bench/cmd/schedlat, or `go tool trace`) of every weft sidecar in procs
+// for about d and saves their allocation profiles; the returned function
+// waits for the CPU profiles and traces and saves the allocation profiles
+// (and the sidecar's /stats) again, so that `go tool pprof -diff_base
+// <run>-<role>.allocs-before.pprof <run>-<role>.allocs.pprof` shows what
+// the run allocated. Failures are
 // written next to the profiles: profiling never fails a run.
 func profileDuring(dir, run string, procs []procRef, d time.Duration) (wait func()) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {

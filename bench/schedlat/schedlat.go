@@ -110,7 +110,6 @@ func Analyze(r io.Reader) (*Report, error) {
 						w := time.Duration(ev.Time() - rd.at)
 						rep.Waits = append(rep.Waits, w)
 						if w > LongWait {
-							rep.Long++
 							if rd.running <= 1 {
 								rep.LongOneP++
 							}
@@ -122,6 +121,7 @@ func Analyze(r io.Reader) (*Report, error) {
 			}
 		}
 	}
+	rep.Long = len(longs)
 	for _, l := range longs {
 		if slices.ContainsFunc(gcs, func(g span) bool { return l.from <= g.to && g.from <= l.to }) {
 			rep.LongInGC++
